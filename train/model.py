@@ -1,0 +1,77 @@
+"""The edgefer network: a compact VGG-style CNN with a classification and an intensity head.
+
+The published FER system used a VGG-style CNN with a softmax head and a second, sigmoid head
+for per-emotion intensity. This is the same idea shrunk for edge devices: four stages of 3x3
+convolutions with batch norm, global average pooling, and two linear heads on a shared
+embedding. FLOPs are counted as 2 x multiply-accumulates (see `count_macs`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class EmotionNet(nn.Module):
+    """Grayscale face (N x 1 x S x S) -> (logits N x 7, intensity N x 7 in 0..1)."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), num_classes: int = 7,
+                 dropout: float = 0.3) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.features = nn.Sequential(
+            _conv(1, w0), nn.MaxPool2d(2),  # S/2
+            _conv(w0, w1), _conv(w1, w1), nn.MaxPool2d(2),  # S/4
+            _conv(w1, w2), _conv(w2, w2), nn.MaxPool2d(2),  # S/8
+            _conv(w2, w3),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.cls_head = nn.Linear(w3, num_classes)
+        self.int_head = nn.Linear(w3, num_classes)
+
+    def forward_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and intensity *logits* (before the sigmoid), for the training losses."""
+        z = self.dropout(self.features(x))
+        return self.cls_head(z), self.int_head(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, int_logits = self.forward_raw(x)
+        return logits, torch.sigmoid(int_logits)
+
+
+def count_macs(model: nn.Module, size: int) -> int:
+    """Multiply-accumulates of one forward pass on a 1 x 1 x size x size input."""
+    macs = 0
+
+    def conv_hook(m: nn.Conv2d, _inp, out):  # type: ignore[no-untyped-def]
+        nonlocal macs
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        macs += out.numel() * k
+
+    def lin_hook(m: nn.Linear, _inp, out):  # type: ignore[no-untyped-def]
+        nonlocal macs
+        macs += m.in_features * m.out_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(lin_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, size, size))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return macs

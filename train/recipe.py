@@ -1,0 +1,232 @@
+"""The training recipe: seeded, resumable, one checkpoint per epoch.
+
+Classification head: cross-entropy with label smoothing on FER-2013 labels.
+Intensity head: sigmoid cross-entropy against FER+ vote shares (rows that FER+ marks as mostly
+unknown / not-a-face get zero weight), as the published intensity regression model did.
+Validation each epoch on the `PublicTest` rows: loss, accuracy, intensity RMSE, FER+ accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgefer.contract import InputSpec, ferplus_majority, ferplus_shares, ferplus_usable, preprocess
+from edgefer.data import FaceSet
+from edgefer.errors import UserError
+
+from .augment import AugmentConfig, augment
+from .model import EmotionNet
+
+log = logging.getLogger("edgefer.train")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    intensity_weight: float = 2.0
+    warmup_frac: float = 0.05
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    dropout: float = 0.3
+    seed: int = 20261122
+    threads: int = 0  # 0: leave torch's default
+    max_steps: int = 0  # stop after this many optimizer steps in total (tests); 0: no limit
+    train_split: str = "Training"
+    val_split: str = "PublicTest"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    warm = max(1, int(total * cfg.warmup_frac))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+@torch.no_grad()
+def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes: np.ndarray | None,
+                   batch: int = 512) -> dict[str, float]:
+    model.eval()
+    logits, inten = [], []
+    for i in range(0, len(x), batch):
+        lo, it = model(x[i:i + batch])
+        logits.append(lo)
+        inten.append(it)
+    lo = torch.cat(logits)
+    it = torch.cat(inten).numpy()
+    y = torch.from_numpy(labels)
+    out = {
+        "loss": float(F.cross_entropy(lo, y)),
+        "accuracy": float((lo.argmax(1) == y).float().mean()),
+    }
+    if votes is not None:
+        shares = ferplus_shares(votes)
+        out["intensity_rmse"] = float(np.sqrt(((it - shares) ** 2).mean()))
+        maj = ferplus_majority(votes)
+        ok = maj >= 0
+        out["ferplus_accuracy"] = float((it[ok].argmax(1) == maj[ok]).mean())
+    return out
+
+
+def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train on `data` (splits by `usage`), write checkpoints and logs to `out`; returns the final checkpoint."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    spec = InputSpec(size=int(data.pixels.shape[1]))
+    if data.pixels.shape[1] != data.pixels.shape[2]:
+        raise UserError(f"{data.source}: face crops must be square, got {data.pixels.shape[1:]}")
+    tr, va = data.split(cfg.train_split), data.split(cfg.val_split)
+    if tr.votes is None:
+        raise UserError(f"{data.source}: no FER+ votes; the intensity head needs them")
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    x_tr = torch.from_numpy(preprocess(tr.pixels, spec))
+    y_tr = torch.from_numpy(tr.labels)
+    t_tr = torch.from_numpy(ferplus_shares(tr.votes))
+    w_tr = torch.from_numpy(ferplus_usable(tr.votes).astype(np.float32))
+    keep = y_tr >= 0
+    x_tr, y_tr, t_tr, w_tr = x_tr[keep], y_tr[keep], t_tr[keep], w_tr[keep]
+    x_va = torch.from_numpy(preprocess(va.pixels, spec))
+
+    model = EmotionNet(cfg.widths, dropout=cfg.dropout).to(memory_format=torch.channels_last)
+    x_tr = x_tr.contiguous(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch, step = 0, 0
+
+    last = out / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        start_epoch, step, history = ck["epoch"], ck["step"], ck["history"]
+        log.info("resumed from %s at epoch %d (step %d)", last, start_epoch, step)
+    elif resume:
+        log.info("no checkpoint in %s: starting fresh", out)
+
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0 = time.monotonic()
+        perm = torch.randperm(len(x_tr), generator=gen)
+        sums = {"loss": 0.0, "cls_loss": 0.0, "int_loss": 0.0, "correct": 0.0, "n": 0}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False, mininterval=5)
+        for b in bar:
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            xb = augment(x_tr[idx], spec.mean, spec.std, cfg.augment, gen)
+            yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total_steps, cfg)
+            logits, int_logits = model.forward_raw(xb)
+            cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            bce = F.binary_cross_entropy_with_logits(int_logits, tb, reduction="none").mean(1)
+            int_loss = (bce * wb).sum() / wb.sum().clamp(min=1)
+            loss = cls_loss + cfg.intensity_weight * int_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            k = len(idx)
+            sums["loss"] += loss.item() * k
+            sums["cls_loss"] += cls_loss.item() * k
+            sums["int_loss"] += int_loss.item() * k
+            sums["correct"] += float((logits.argmax(1) == yb).sum())
+            sums["n"] += k
+            bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
+        n = max(1, sums["n"])
+        val = evaluate_torch(model, x_va, va.labels, va.votes)
+        row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total_steps, cfg),
+               "train_loss": sums["loss"] / n, "train_cls_loss": sums["cls_loss"] / n,
+               "train_int_loss": sums["int_loss"] / n, "train_accuracy": sums["correct"] / n,
+               **{f"val_{k}": v for k, v in val.items()}, "seconds": time.monotonic() - t0}
+        history.append(row)
+        log.info("epoch %d/%d  train loss %.3f acc %.3f | val acc %.4f rmse %.4f ferplus %.4f | %.0fs",
+                 epoch + 1, cfg.epochs, row["train_loss"], row["train_accuracy"], val["accuracy"],
+                 val.get("intensity_rmse", float("nan")), val.get("ferplus_accuracy", float("nan")), row["seconds"])
+        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                      "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "history": history,
+                      "config": asdict(cfg), "input_spec": spec.to_dict()}, last)
+        _atomic_write_text(json.dumps(history, indent=1), out / "history.json")
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    plot_history(history, out / "curves.png")
+    return last
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss, accuracy and intensity error per epoch, as a PNG."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].plot(ep, [h["train_cls_loss"] for h in history], label="train (cls)")
+    ax[0].plot(ep, [h["val_loss"] for h in history], label="val (cls)")
+    ax[0].set_title("loss")
+    ax[1].plot(ep, [h["train_accuracy"] for h in history], label="train")
+    ax[1].plot(ep, [h["val_accuracy"] for h in history], label="val")
+    ax[1].plot(ep, [h.get("val_ferplus_accuracy", float("nan")) for h in history], label="val FER+ (intensity argmax)")
+    ax[1].set_title("accuracy")
+    ax[2].plot(ep, [h.get("val_intensity_rmse", float("nan")) for h in history], label="val")
+    ax[2].set_title("intensity RMSE vs FER+ shares")
+    for a in ax:
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
