@@ -1,0 +1,1 @@
+"""The on-device runtime: source -> detector -> aligner -> classifier backend -> tracker -> sinks."""

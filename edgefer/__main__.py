@@ -1,0 +1,3 @@
+from edgefer.cli import main
+
+main()
