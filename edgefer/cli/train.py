@@ -1,1 +1,116 @@
-"""Placeholder: this command is being written."""
+"""`edgefer train` and `edgefer export`: the training recipe (needs the `train` extra: torch)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from edgefer.errors import UserError
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError("training needs PyTorch: pip install 'edgefer[train]'") from None
+
+
+@click.command("train")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Labelled faces: the shared npz or a FER-2013 CSV (with FER+ vote columns for the intensity head).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder: checkpoints, logs, curves.")
+@click.option("--epochs", type=int, default=60, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Peak learning rate (SGD, cosine schedule).")
+@click.option("--seed", type=int, default=20261122, show_default=True)
+@click.option("--threads", type=int, default=0, help="Torch CPU threads (0: default).")
+@click.option("--max-steps", type=int, default=0, help="Stop after this many optimiser steps (smoke tests).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists.")
+@click.option("--train-split", default="Training", show_default=True)
+@click.option("--val-split", default="PublicTest", show_default=True)
+def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
+              max_steps: int, resume: bool, train_split: str, val_split: str) -> None:
+    """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
+
+    \b
+    Example:
+      edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1 --epochs 60
+      edgefer export --checkpoint runs/v1/last.pt --out model.onnx
+    """
+    _need_torch()
+    from edgefer.data import load_faces
+    from edgefer.train.recipe import TrainConfig, train
+
+    logging.getLogger("edgefer.train").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    faces = load_faces(data)
+    if out.exists() and (out / "last.pt").exists() and not resume:
+        raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
+                      train_split=train_split, val_split=val_split)
+    last = train(faces, out, cfg, resume=resume)
+    click.echo(f"checkpoint: {last}")
+
+
+@click.command("export")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--template", type=click.Path(path_type=Path),
+              help="Alignment template JSON (default: the one derived from FER-2013, train/alignment_template.json).")
+@click.option("--eval-data", type=click.Path(path_type=Path),
+              help="Evaluate the exported file on this data (with --eval-split) and store the figures in its metadata.")
+@click.option("--eval-split", default="PublicTest", show_default=True)
+@click.option("--version", "model_version", default="1.0.0", show_default=True)
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Path | None, eval_split: str,
+               model_version: str, force: bool) -> None:
+    """Export a checkpoint to the contract ONNX (metadata inside), optionally with validation figures."""
+    _need_torch()
+    from edgefer.train.export import check_parity, export, load_checkpoint
+
+    tpl = load_template(template)
+    info = export(checkpoint, out, tpl["points"], model_version, force=force,
+                  training_data="FER-2013 Training rows (28,565) with FER+ vote shares for intensity")
+    model, _ = load_checkpoint(checkpoint)
+    diff = check_parity(model, out, info.input)
+    if diff > 1e-3:
+        out.unlink()
+        raise RuntimeError(f"exported model differs from PyTorch by {diff}")
+    if eval_data:
+        from edgefer.data import load_faces
+        from edgefer.edge.classifier import Classifier
+        from edgefer.evaluate import evaluate
+        from edgefer.modelinfo import load_onnx, write_onnx_info
+
+        m = evaluate(Classifier.open(out), load_faces(eval_data).split(eval_split))
+        info.validation = {"data": f"{eval_data.name} [{eval_split}]", "onnxruntime": True,
+                           **{k: m[k] for k in ("n", "accuracy", "intensity_rmse", "intensity_mae", "ferplus_accuracy")}}
+        proto = load_onnx(out)
+        write_onnx_info(proto, info)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_bytes(proto.SerializeToString())
+        tmp.replace(out)
+    click.echo(json.dumps({"out": str(out), "parity_max_abs_diff": diff, "validation": info.validation}))
+
+
+def load_template(path: Path | None) -> dict:
+    default = Path(__file__).resolve().parents[2] / "train" / "alignment_template.json"
+    try:
+        from edgefer.train import __file__ as train_init
+
+        default = Path(train_init).parent / "alignment_template.json"
+    except ImportError:
+        pass
+    path = path or default
+    try:
+        tpl = json.loads(Path(path).read_text())
+        pts = tpl["points"]
+        if len(pts) != 5 or any(len(p) != 2 for p in pts):
+            raise ValueError("need 5 points")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not an alignment template ({exc})") from None
+    return tpl

@@ -1,0 +1,170 @@
+"""Train a tiny run for a few steps on a slice of FER-2013, export it, and check the exported ONNX
+end to end through the CLI: metadata, output shapes and ranges, `edgefer eval --json`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
+
+from edgefer.contract import CLASS_NAMES, ferplus_shares  # noqa: E402
+from edgefer.modelinfo import read_onnx_info  # noqa: E402
+
+EDGEFER = [sys.executable, "-m", "edgefer"]
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([*EDGEFER, *map(str, args)], capture_output=True, text=True, check=check, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def slice_npz(tmp_path_factory, fer_npz) -> Path:
+    """512 Training and 256 PublicTest rows, in the shared npz format."""
+    d = np.load(fer_npz)
+    idx = np.concatenate([np.flatnonzero(d["usage"] == "Training")[:512], np.flatnonzero(d["usage"] == "PublicTest")[:256]])
+    path = tmp_path_factory.mktemp("data") / "slice.npz"
+    np.savez(path, **{k: d[k][idx] for k in ("pixels", "labels", "usage", "ferplus_votes")})
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, slice_npz) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cli("train", "--data", slice_npz, "--out", out, "--epochs", "2", "--max-steps", "3", "--threads", "2")
+    return out
+
+
+def test_train_writes_checkpoint_and_logs(run_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history[-1]["step"] == 3
+    assert {"val_accuracy", "val_intensity_rmse", "val_ferplus_accuracy", "train_loss"} <= set(history[-1])
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert (run_dir / "last.pt").exists()
+
+
+def test_refuses_to_overwrite_a_run_without_resume(run_dir, slice_npz):
+    r = cli("train", "--data", slice_npz, "--out", run_dir, "--max-steps", "1", check=False)
+    assert r.returncode != 0 and "--resume" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_seeded_runs_are_reproducible(tmp_path, slice_npz):
+    """Two runs with the same seed and config give bit-identical weights."""
+    from edgefer.train.recipe import TrainConfig, train
+
+    from edgefer.data import load_faces
+
+    faces = load_faces(slice_npz)
+    for name in ("a", "b"):
+        train(faces, tmp_path / name, TrainConfig(epochs=1, batch_size=64, threads=1, max_steps=4), progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"not reproducible: {k}"
+
+
+def test_resume_across_epochs(tmp_path, slice_npz):
+    from edgefer.train.recipe import TrainConfig, train
+
+    from edgefer.data import load_faces
+
+    faces = load_faces(slice_npz)
+    small = dict(batch_size=256, threads=1)  # 2 steps per epoch on 512 rows
+    train(faces, tmp_path / "full", TrainConfig(epochs=2, **small), progress=False)
+    train(faces, tmp_path / "part", TrainConfig(epochs=2, max_steps=2, **small), progress=False)
+    train(faces, tmp_path / "part", TrainConfig(epochs=2, **small), resume=True, progress=False)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory, slice_npz) -> Path:
+    tpl = tmp_path_factory.mktemp("tpl") / "template.json"
+    tpl.write_text(json.dumps({"size": 48, "points": [[15, 18], [33, 18], [24, 27], [17, 36], [31, 36]]}))
+    out = run_dir / "model.onnx"
+    r = cli("export", "--checkpoint", run_dir / "last.pt", "--out", out, "--template", tpl,
+            "--eval-data", slice_npz, "--eval-split", "PublicTest", "--version", "0.0-test")
+    assert json.loads(r.stdout)["parity_max_abs_diff"] < 1e-4
+    return out
+
+
+def test_export_carries_contract(exported):
+    info = read_onnx_info(exported)
+    assert info.class_names == CLASS_NAMES
+    assert info.input.size == 48 and info.input.name == "input"
+    assert info.template[0] == [15.0, 18.0]
+    assert info.version == "0.0-test" and info.precision == "fp32"
+    assert info.validation["n"] == 256 and 0 <= info.validation["accuracy"] <= 1
+
+
+def test_exported_outputs_through_onnxruntime(exported, slice_npz):
+    import onnxruntime as ort
+    from edgefer.edge.classifier import softmax
+
+    from edgefer.contract import preprocess
+
+    info = read_onnx_info(exported)
+    sess = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.shape[1:] == [1, 48, 48] and not isinstance(inp.shape[0], int)  # dynamic batch
+    for n in (1, 5):
+        pixels = np.load(slice_npz)["pixels"][:n]
+        logits, intensity = sess.run(["logits", "intensity"], {"input": preprocess(pixels, info.input)})
+        assert logits.shape == (n, 7) and intensity.shape == (n, 7)
+        np.testing.assert_allclose(softmax(logits).sum(axis=1), 1.0, rtol=1e-5)
+        assert ((intensity >= 0) & (intensity <= 1)).all()
+
+
+def test_eval_json_agrees_with_metadata(exported, slice_npz):
+    r = cli("eval", slice_npz, "--model", exported, "--split", "PublicTest", "--json")
+    m = json.loads(r.stdout)  # exactly one JSON object
+    info = read_onnx_info(exported)
+    assert m["n"] == 256
+    assert m["accuracy"] == pytest.approx(info.validation["accuracy"])
+    assert m["intensity_rmse"] == pytest.approx(info.validation["intensity_rmse"])
+    assert set(m["per_class_recall"]) == set(CLASS_NAMES)
+    assert np.array(m["confusion"]).sum() == 256
+    assert 0 <= m["ferplus_accuracy"] <= 1 and m["no_face"] == 0
+    shares = ferplus_shares(np.load(slice_npz)["ferplus_votes"][-256:])
+    assert m["intensity_rmse"] < np.sqrt((shares**2).mean()) + 0.5  # sane scale
+
+
+def test_eval_human_report_and_plot(exported, slice_npz, tmp_path):
+    r = cli("eval", slice_npz, "--model", exported, "--plot", tmp_path / "cm.png")
+    assert "accuracy:" in r.stdout and "confusion" in r.stdout
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "/nonexistent.npz"], "no such file"),
+    (["train", "--data", "/nonexistent.npz", "--out", "/tmp/x"], "no such file"),
+    (["export", "--checkpoint", "/nonexistent.pt", "--out", "/tmp/x.onnx", "--template", "/nonexistent.json"],
+     "not an alignment template"),
+])
+def test_bad_input_is_one_line(args, message):
+    r = cli(*args, check=False)
+    assert r.returncode != 0
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_model_without_contract_is_refused(tmp_path, exported):
+    import onnx
+
+    proto = onnx.load(str(exported))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    r = cli("eval", "/dev/null", "--model", bare, check=False)
+    assert r.returncode == 78 and "not an edgefer model" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00garbage" * 100)
+    r = cli("eval", "/dev/null", "--model", tmp_path / "garbage.onnx", check=False)
+    assert r.returncode == 78 and "not a valid ONNX file" in r.stderr
