@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run edgefer's test suite on a fresh Debian/Ubuntu machine: installs what the tests need
+# (Mosquitto, Chromium, systemd-analyze, OpenSSL from the OS; the project with its test and
+# training extras), then runs the linter and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto mosquitto-clients)
+command -v chromium >/dev/null || need+=(chromium)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing OS packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+# PyTorch (the `train` extra) is only needed by the training tests; take the CPU build.
+$PY -c 'import torch' 2>/dev/null || $PY -m pip install -q 'torch==2.13.0' \
+  || echo "note: PyTorch not installed; training tests will be skipped"
+$PY -m pip install -q -e '.[train,test]'
+
+$PY -m ruff check .
+exec $PY -m pytest -q "$@"
