@@ -142,7 +142,7 @@ class Capture:
         self._in_read = False
         self._read_started = 0.0
         self._reader: threading.Thread | None = None
-        self._reader_result: str | None = None
+        self._results: dict[int, str] = {}  # reader generation -> "eof" | "error"
         self._supervisor: threading.Thread | None = None
         self._seq = 0
         self.last_error = ""
@@ -241,7 +241,7 @@ class Capture:
         with self._cond:
             self._gen += 1
             gen = self._gen
-            self._reader_result = None
+            self._results.clear()
             self._in_read = False
         self.validator.reset()
         reader = threading.Thread(target=self._read_loop, args=(source, gen), name=f"capture-reader:{gen}", daemon=True)
@@ -252,7 +252,7 @@ class Capture:
             if self._stop.wait(poll):
                 return "stop"
             if not reader.is_alive():
-                return self._reader_result or "error"
+                return self._results.get(gen, "error")
             with self._cond:
                 stalled = self._in_read and time.monotonic() - self._read_started > self.stall_timeout_s
                 if stalled:
@@ -297,7 +297,7 @@ class Capture:
             self.stats.source_errors += 1
             log.warning("source %s failed: %s", self.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
-            self._reader_result = result
+            self._results[gen] = result
             try:
                 source.close()  # type: ignore[attr-defined]
             except Exception as exc:
