@@ -76,3 +76,20 @@ class Aligner:
         if not crops:
             return np.zeros((0, self.size, self.size), np.uint8), np.zeros(0, np.int64)
         return np.stack(crops), np.asarray(kept, np.int64)
+
+
+def align_faces(image: np.ndarray, faces: Sequence[Face], size: int,
+                template: Sequence[Sequence[float]] | None = None, template_size: int | None = None) -> np.ndarray:
+    """Crops (N x size x size uint8) of `faces`; faces with degenerate landmarks are left out, so N
+    may be smaller than len(faces) (use `Aligner.align` to know which). `template` (in `template_size` pixels, default `size`) defaults to the embedded
+    default model's; pass the template of the model the crops are for."""
+    if template is None:
+        from edgefer.modelinfo import read_onnx_info
+
+        from .classifier import default_model_path
+
+        info = read_onnx_info(default_model_path())
+        template, template_size = info.template, info.input.size
+    tpl = np.asarray(template, np.float32) * (size / float(template_size or size))
+    crops, _ = Aligner(tpl, size).align(image, faces)
+    return crops

@@ -41,19 +41,9 @@ class Pipeline:
 
     @classmethod
     def open(cls, model: str | Path | None = None, detector: str | Path | None = None, threads: int = 0,
-             max_faces: int = 8, input_width: int = 320, score_threshold: float = 0.6,
-             min_face: float = 24.0, template: Sequence[Sequence[float]] | None = None) -> "Pipeline":
-        """The usual pipeline: YuNet (see `resolve_detector_model`) and the classifier `model`
-        (None: the embedded default), both on their file type's backend with `threads` threads."""
-        det = YunetDetector.open(detector, threads=threads, input_width=input_width,
-                                 score_threshold=score_threshold, min_face=min_face)
-        try:
-            clf = Classifier.open(model, threads=threads)
-            aligner = Aligner.from_info(clf.info, template)
-        except BaseException:
-            det.close()
-            raise
-        return cls(det, clf, aligner, max_faces=max_faces)
+             **options) -> "Pipeline":
+        """The usual pipeline; see `build_pipeline`."""
+        return build_pipeline(model=model, detector=detector, threads=threads, **options)
 
     def select(self, faces: list[Face]) -> list[Face]:
         """The `max_faces` largest faces (by box area), largest first."""
@@ -99,3 +89,22 @@ class Pipeline:
     def close(self) -> None:
         self.detector.close()
         self.classifier.close()
+
+
+def build_pipeline(model: str | Path | None = None, detector: str | Path | None = None, threads: int = 0,
+                   classifier: Classifier | None = None, max_faces: int = 8, input_width: int = 320,
+                   score_threshold: float = 0.6, min_face: float = 24.0,
+                   template: Sequence[Sequence[float]] | None = None) -> Pipeline:
+    """YuNet (file from `detector`, else cache, else pinned download; see `resolve_detector_model`)
+    and the classifier (`classifier` if already open, else `model` on its file type's backend, None:
+    the embedded default), both with `threads` intra-op threads (0: the runtime's default). The
+    aligner uses the model's template unless `template` is given (experiments only)."""
+    det = YunetDetector.open(detector, threads=threads, input_width=input_width,
+                             score_threshold=score_threshold, min_face=min_face)
+    try:
+        clf = classifier if classifier is not None else Classifier.open(model, threads=threads)
+        aligner = Aligner.from_info(clf.info, template)
+    except BaseException:
+        det.close()
+        raise
+    return Pipeline(det, clf, aligner, max_faces=max_faces)
