@@ -130,7 +130,7 @@ def resolve_detector_model(path: str | Path | None = None, name: str = DEFAULT_D
     if not allow_download:
         raise ConfigError(f"detector model {name} not found at {target} (downloads are off); "
                           f"fetch {ZOO_URL}{name} and copy it to {target}, or pass --detector PATH")
-    log.warning("downloading the face detector %s into %s (once)", name, target.parent)
+    log.info("downloading the face detector %s into %s (once)", name, target.parent)
     return download(url or ZOO_URL + name, target, YUNET_MODELS[name])
 
 

@@ -117,7 +117,10 @@ class ImageFolderSource:
     live = False
 
     def __init__(self, path: str | Path, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, recursive: bool = False) -> None:
+                 fps: float | None = None, recursive: bool = False, warn: bool = True) -> None:
+        """`recursive`: also images in subfolders. `warn`: log a warning per unreadable image
+        (callers that report them themselves pass False)."""
+        self.warn = warn
         self.path = Path(path)
         self.name = str(self.path)
         if self.path.is_file():
@@ -149,7 +152,8 @@ class ImageFolderSource:
             self._pos += 1
             image = read_image(path)
             if image is None:
-                log.warning("%s: not a readable image; skipped", path)
+                if self.warn:
+                    log.warning("%s: not a readable image; skipped", path)
                 self.unreadable.append(path)
                 continue
             self.decode_ms = (time.perf_counter() - t) * 1000.0

@@ -1,1 +1,112 @@
-"""Placeholder: this command is being written."""
+"""`edgefer predict`: emotions and intensities of every face in images or folders of images."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from edgefer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def write_image_atomic(path: Path, image) -> None:
+    """Encode by the file's suffix, write to a temp file beside it, then rename (no half files)."""
+    import cv2
+
+    ok, data = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise UserError(f"{path}: cannot encode image")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.tobytes())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def annotation_path(out_dir: Path, root: Path, image_path: Path) -> Path:
+    """Where the overlay of `image_path` goes: its path relative to the folder argument (the file
+    name for a file argument), under `out_dir`, as .jpg unless it was .png."""
+    rel = image_path.relative_to(root) if root.is_dir() else Path(image_path.name)
+    suffix = ".png" if image_path.suffix.lower() == ".png" else ".jpg"
+    return out_dir / rel.with_suffix(suffix)
+
+
+def summary_line(path: str, faces: list) -> str:
+    if not faces:
+        return f"{path}: no face"
+    parts = []
+    for f in faces:
+        d = f.to_dict()
+        top = d["emotion"]
+        parts.append(f"{top} {d['probabilities'][top]:.2f} (intensity {d['intensity'][top]:.2f}) at "
+                     + ",".join(str(int(round(v))) for v in d["box"]))
+    return f"{path}: " + "; ".join(parts)
+
+
+@click.command("predict")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
+@click.option("--annotate", type=click.Path(path_type=Path, file_okay=False),
+              help="Write overlay images (box, emotion, intensity bars) into this folder.")
+@click.option("--model", type=click.Path(path_type=Path), help="Model (.onnx or .engine); default: the embedded model.")
+@click.option("--detector", type=click.Path(path_type=Path),
+              help="YuNet ONNX file; default: the cache folder, else a one-time pinned download.")
+@click.option("--threads", type=int, default=0, show_default=True, help="Inference threads (0: runtime default).")
+@click.option("--max-faces", type=int, default=8, show_default=True, help="Largest faces kept per image.")
+@click.option("--input-width", type=int, default=320, show_default=True,
+              help="Detector input width in pixels (multiple of 32); larger finds smaller faces.")
+def predict(paths: tuple[Path, ...], as_json: bool, annotate: Path | None, model: Path | None,
+            detector: Path | None, threads: int, max_faces: int, input_width: int) -> None:
+    """Emotions (with per-emotion intensity) of every face in images or folders (searched
+    recursively). Unreadable images are reported on stderr and skipped; the exit status is 1 if any
+    image could not be read.
+
+    \b
+    Examples:
+      edgefer predict face.jpg
+      edgefer predict ../shared/data/photos/happy --json
+      edgefer predict group.png --annotate out/ --detector face_detection_yunet_2026may.onnx
+    """
+    from edgefer.edge.pipeline import build_pipeline
+    from edgefer.edge.sources.files import ImageFolderSource
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or directory: {', '.join(missing)}")
+    sources = [ImageFolderSource(p, recursive=True, warn=False) for p in paths]  # refuses empty folders up front
+    pipeline = build_pipeline(model=model, detector=detector, threads=threads, max_faces=max_faces,
+                              input_width=input_width)
+    failed = 0
+    try:
+        for src in sources:
+            while (frame := src.read()) is not None:
+                path = src.current
+                result = pipeline.process(frame)
+                if as_json:
+                    click.echo(json.dumps({"path": str(path), "faces": [f.to_dict() for f in result.faces]}))
+                else:
+                    click.echo(summary_line(str(path), result.faces))
+                if annotate is not None:
+                    from edgefer.edge.draw import draw_results
+
+                    write_image_atomic(annotation_path(annotate, src.path, path),
+                                       draw_results(frame.image, result.faces))
+            for bad in src.unreadable:
+                click.echo(f"edgefer: error: {bad}: not a readable image", err=True)
+            failed += len(src.unreadable)
+    finally:
+        pipeline.close()
+    if failed:
+        raise click.exceptions.Exit(1)
