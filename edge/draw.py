@@ -47,15 +47,23 @@ def draw_face(img: np.ndarray, result: FaceResult) -> None:
     label = f"{emotion} {float(probs[k]):.2f}"
     if result.track_id is not None:
         label = f"#{result.track_id} {label}"
-    scale = max(0.4, min(1.0, bw / 220))
-    _text(img, label, (x, max(12, y - 6)), scale, colour, thick)
+    scale = max(0.4, min(1.0, min(w, h) / 600))
+    label_y = y - 6 if y - 6 >= 16 else y + int(22 * scale) + 4  # above the box, else inside it
+    _text(img, label, (max(0, x), label_y), scale, colour, thick)
 
     intensity = result.smoothed_intensity if result.smoothed_intensity is not None else result.intensity
-    bar_h = max(6, int(round(bh / 16)))
-    bar_w = max(40, int(round(bw * 0.6)))
-    bx = x + bw + 4 if x + bw + 4 + bar_w + 30 <= w else max(0, x - bar_w - 34)
-    by = y
-    fscale = max(0.3, bar_h / 22)
+    bar_h = int(np.clip(h / 60, 5, 14))
+    bar_w = int(np.clip(w / 8, 40, 120))
+    panel_w = 30 + bar_w
+    if x + bw + 4 + panel_w <= w:
+        bx = x + bw + 4  # right of the box
+    elif x - 4 - panel_w >= 0:
+        bx = x - 4 - panel_w  # left of it
+    else:
+        bx = max(0, min(w - panel_w, x + 2))  # inside, at its bottom
+    by = y if bx != max(0, min(w - panel_w, x + 2)) else y + bh - 7 * (bar_h + 2)
+    by = int(np.clip(by, 0, max(0, h - 7 * (bar_h + 2))))
+    fscale = max(0.3, bar_h / 28)
     for i, name in enumerate(SHORT):
         yy = by + i * (bar_h + 2)
         if yy + bar_h > h:
