@@ -58,6 +58,7 @@ class CsiSource:
 
     def __init__(self, uri: str, width: int | None = None, height: int | None = None, fps: float | None = None) -> None:
         self.uri = uri
+        self.name = self.uri
         self.pipeline = gstreamer_pipeline(parse_sensor(uri), width or 1280, height or 720, int(fps or 30))
         self._cap = cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
         if not self._cap.isOpened():

@@ -66,7 +66,7 @@ class PicameraSource:
         except ImportError as exc:
             raise UserError("picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
                             "(and create venvs with --system-site-packages)") from exc
-        self.uri = uri
+        self.uri = self.name = uri
         self.fmt = fmt
         try:
             self._cam = Picamera2(camera_num=parse_camera(uri))

@@ -34,6 +34,7 @@ class StreamSource:
 
     def __init__(self, uri: str, width: int | None = None, height: int | None = None, fps: float | None = None) -> None:
         self.uri = redact(uri)
+        self.name = self.uri
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", FFMPEG_OPTIONS)
         self._cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():

@@ -37,6 +37,7 @@ class V4l2Source:
 
     def __init__(self, uri: str, width: int | None = None, height: int | None = None, fps: float | None = None) -> None:
         self.uri = uri
+        self.name = self.uri
         self.device = parse_device(uri)
         self._cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not self._cap.isOpened():
