@@ -78,40 +78,44 @@ def load_crops_source(path: Path, split: str | None) -> tuple[FaceSet, dict[str,
     return faces, entry
 
 
-def load_media_source(path: Path, size: int, every: int = 15) -> tuple[FaceSet, dict[str, Any]]:
-    """Photos (a class folder, or a flat folder of images) or a video: faces found and aligned by
-    the deployment pipeline. Labels come from class sub-folder names when present, else -1."""
-    try:
-        from edgefer.edge.align import align_faces  # noqa: F401  (written by the pipeline helper)
-    except ImportError:
-        align_faces = None
-    from edgefer.edge.detector import YunetDetector
+def load_media_source(path: Path, model: str | Path | None, detector: str | Path | None = None,
+                      every: int = 15) -> tuple[FaceSet, dict[str, Any]]:
+    """Photos (a class folder, or a flat folder of images) or a video (every `every`-th frame):
+    the largest face of each image, found and aligned by the deployment pipeline
+    (`edgefer.edge.pipeline`) for `model`. Labels come from class sub-folder names, else -1."""
+    from edgefer.edge.pipeline import build_pipeline
 
-    if align_faces is None:
-        raise UserError(f"{path}: photos and videos need the face pipeline (edgefer.edge.align), "
-                        "which this installation lacks; use an npz or CSV source")
-    detector = YunetDetector.open()
-    crops, labels, n_images, no_face = [], [], 0, 0
-    for image, label in _iter_media(path, every):
-        n_images += 1
-        faces = detector.detect(image)
-        if not faces:
+    pipeline = build_pipeline(model=model, detector=detector)
+    try:
+        if path.is_dir() and any(d.is_dir() and not d.name.startswith(".") for d in path.iterdir()):
+            from edgefer.edge.photos import load_photo_folder
+
+            fs = load_photo_folder(path, pipeline)
+            return fs, {"path": str(path), "kind": "photos", "images": len(fs) + fs.no_face,
+                        "no_face": fs.no_face, "rows": len(fs)}
+        crops, n_images, no_face = [], 0, 0
+        for image in _iter_media(path, every):
+            n_images += 1
+            faces = pipeline.detector.detect(image)
+            if faces:
+                largest = max(faces, key=lambda f: float(f.box[2] * f.box[3]))
+                crop, kept = pipeline.aligner.align(image, [largest])
+                if len(kept):
+                    crops.append(crop[0])
+                    continue
             no_face += 1
-            continue
-        best = max(faces, key=lambda f: f.score)
-        crops.append(align_faces(image, [best], size)[0])
-        labels.append(label)
-    detector.close()
+    finally:
+        pipeline.close()
+    size = pipeline.aligner.size
     pixels = np.stack(crops).astype(np.uint8) if crops else np.zeros((0, size, size), np.uint8)
-    fs = FaceSet(pixels, np.array(labels, np.int64), np.array([""] * len(labels)), source=str(path))
+    fs = FaceSet(pixels, np.full(len(crops), -1, np.int64), np.full(len(crops), "", dtype=str), source=str(path))
     return fs, {"path": str(path), "kind": "video" if path.is_file() else "images", "images": n_images,
-                "no_face": no_face, "rows": len(labels)}
+                "no_face": no_face, "rows": len(crops)}
 
 
 def _iter_media(path: Path, every: int):
+    """Frames of a video (every `every`-th) or the images of a flat folder, as BGR arrays."""
     import cv2
-
-    from edgefer.data import class_of_folder
 
     if path.is_file():
         cap = cv2.VideoCapture(str(path))
@@ -123,23 +127,21 @@ def _iter_media(path: Path, every: int):
             if not ok:
                 break
             if i % every == 0:
-                yield frame, -1
+                yield frame
             i += 1
         cap.release()
         return
-    subdirs = sorted(d for d in path.iterdir() if d.is_dir())
-    items = ([(f, class_of_folder(d.name, d)) for d in subdirs for f in sorted(d.iterdir())] if subdirs
-             else [(f, -1) for f in sorted(path.iterdir())])
-    for f, label in items:
+    for f in sorted(path.iterdir()):
         if f.suffix.lower() in IMAGE_SUFFIXES:
             image = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if image is not None:
-                yield image, label
+                yield image
 
 
 def build_calibration_set(sources: list[str | Path], out: str | Path, spec: InputSpec,
                           per_class: int | None = DEFAULT_PER_CLASS, limit: int | None = None,
-                          split: str | None = "Training", seed: int = 0, model: str = "") -> CalibrationSet:
+                          split: str | None = "Training", seed: int = 0, model: str | Path | None = None,
+                          detector: str | Path | None = None) -> CalibrationSet:
     """Collect faces from every source, select stratified and deterministic, save with a manifest.
 
     `spec` is the input spec of the model the set is for (crop size; stored in the manifest so a
@@ -153,7 +155,7 @@ def build_calibration_set(sources: list[str | Path], out: str | Path, spec: Inpu
         if not path.exists():
             raise UserError(f"{path}: no such file or directory")
         if path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:
-            faces, entry = load_media_source(path, spec.size)
+            faces, entry = load_media_source(path, model, detector)
         else:
             faces, entry = load_crops_source(path, split)
         pixels.append(resize_crops(faces.pixels, spec.size))
@@ -172,7 +174,7 @@ def build_calibration_set(sources: list[str | Path], out: str | Path, spec: Inpu
         log.warning("calibration set has no faces of: %s", ", ".join(missing))
     cset = CalibrationSet(all_pixels[idx], all_labels[idx], {
         "sources": entries, "split": split, "per_class": per_class, "limit": limit, "seed": seed,
-        "input_spec": spec.to_dict(), "model": model,
+        "input_spec": spec.to_dict(), "model": str(model or "embedded default"),
         "stored_as": "uint8 gray crops; network input = edgefer.contract.preprocess(pixels, model InputSpec)",
     })
     save(cset, Path(out))

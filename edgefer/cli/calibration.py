@@ -22,10 +22,11 @@ def calibration() -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many faces in all (class mix kept).")
 @click.option("--split", default="Training", show_default=True,
               help="npz/CSV rows of this usage only (calibrate on training rows, evaluate on held-out ones).")
+@click.option("--detector", type=click.Path(path_type=Path), help="YuNet ONNX for photos/videos (default: cache/download).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Selection seed (the set is deterministic).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def build(sources: tuple[Path, ...], out: Path, model: Path | None, per_class: int, limit: int | None,
-          split: str, seed: int, force: bool) -> None:
+          split: str, detector: Path | None, seed: int, force: bool) -> None:
     """Build a calibration set: stratified by class, deterministic, one npz with a manifest
     (sources, counts per class, preprocessing spec, sha256).
 
@@ -43,6 +44,7 @@ def build(sources: tuple[Path, ...], out: Path, model: Path | None, per_class: i
     model_path = model or default_model_path()
     info = read_onnx_info(model_path)
     cset = build_calibration_set(list(sources), out, info.input, per_class=per_class, limit=limit,
-                                 split=split or None, seed=seed, model=str(model_path))
+                                 split=split or None, seed=seed, model=model,
+                                 detector=detector)
     m = cset.manifest
     click.echo(json.dumps({"out": str(out), "n": m["n"], "counts": m["counts"], "sha256": m["sha256"]}))
