@@ -1,1 +1,79 @@
-"""Placeholder: this command is being written."""
+"""`edgefer run`: the real-time loop and the daemon (the same code under systemd or in a terminal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl: str | None, max_frames: int | None,
+                         mqtt: str | None, model: Path | None, detector: Path | None, threads: int | None,
+                         max_faces: int | None, loop: bool | None, web: bool | None) -> dict:
+    """Command-line flags as a nested override of the configuration (None: not given)."""
+    from edgefer.errors import UserError
+
+    if source and camera:
+        raise UserError("give either --source or --camera, not both")
+    over: dict = {
+        "source": {"uri": source, "loop": loop},
+        "classifier": {"model": str(model) if model else None, "threads": threads},
+        "detector": {"model": str(detector) if detector else None},
+        "pipeline": {"max_faces": max_faces},
+        "jsonl": {"path": jsonl},
+        "display": {"enabled": True if display else None},
+        "web": {"enabled": web},
+        "service": {"max_frames": max_frames},
+    }
+    if camera:
+        from edgefer.edge.sources.camera import default_camera_uri
+
+        over["source"]["uri"] = default_camera_uri()
+    if mqtt:
+        from edgefer.config import MqttConfig
+        from edgefer.edge.sinks.mqtt import parse_url
+
+        over["mqtt"] = parse_url(mqtt)
+        if "enabled" in MqttConfig.model_fields:
+            over["mqtt"]["enabled"] = True
+    return over
+
+
+@click.command("run")
+@click.option("--source", "-s", metavar="URI", help="Video file, image folder, v4l2:///dev/video0, csi://0, picamera2://0, "
+              "rtsp://... (overrides [source] uri).")
+@click.option("--camera", is_flag=True, help="The platform's usual camera: CSI on a Jetson, picamera2 on a Raspberry Pi, "
+              "else /dev/video0.")
+@click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML configuration (see `edgefer config --example`); flags override it.")
+@click.option("--display", is_flag=True, help="Show the overlay in a window (needs a display).")
+@click.option("--jsonl", metavar="PATH|-", help="Write one JSON line per frame to PATH, or '-' for stdout.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N processed frames.")
+@click.option("--mqtt", metavar="URL", help="Publish to a broker: mqtt://[user@]host[:port][/prefix] or mqtts://...")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Emotion model (default: the embedded one).")
+@click.option("--detector", type=click.Path(dir_okay=False, path_type=Path), help="YuNet ONNX file.")
+@click.option("--threads", type=click.IntRange(min=0), help="Inference threads per model (0: runtime default).")
+@click.option("--max-faces", type=click.IntRange(min=1), help="At most N faces classified per frame.")
+@click.option("--loop/--no-loop", default=None, help="Restart a file or folder when it ends.")
+@click.option("--web/--no-web", default=None, help="Serve the overlay page (127.0.0.1 by default; see [web]).")
+def run(source, camera, config_file, display, jsonl, max_frames, mqtt, model, detector, threads, max_faces, loop, web):
+    """Run detection and emotion recognition on a live source until stopped.
+
+    \b
+    Examples:
+      edgefer run --source clip.mp4 --jsonl -            # JSON lines on stdout
+      edgefer run --camera --display                      # the platform's camera, in a window
+      edgefer run --config /etc/edgefer/config.toml       # as the systemd service runs it
+      edgefer run --camera --mqtt mqtt://broker.local     # results to MQTT
+
+    Under systemd (Type=notify) it reports READY, STATUS and watchdog pings; SIGTERM stops it,
+    SIGHUP reloads the configuration (an invalid one is refused and the old one kept).
+    A missing camera is retried with backoff (status camera_unavailable), never fatal.
+    """
+    from edgefer.config import load_config
+    from edgefer.edge.runner import build_runner
+    from edgefer.edge.service import Service
+
+    over = overrides_from_flags(source, camera, display, jsonl, max_frames, mqtt, model, detector, threads,
+                                max_faces, loop, web)
+    return Service(lambda: load_config(config_file, over), build_runner).run()
