@@ -8,8 +8,8 @@ import time
 
 import pytest
 import time_machine
-from edge_standins import BAD_KINDS, AppearingCamera, GeneratedSource, bad_image, make_image
 from edgefer.edge.sources.capture import Capture, CaptureStatus, FrameValidator, backoff_delays
+from standins import BAD_KINDS, AppearingCamera, GeneratedSource, bad_image, make_image
 
 from edgefer.types import Frame
 

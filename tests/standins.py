@@ -86,3 +86,61 @@ class AppearingCamera:
         src = self.make()
         self.sources.append(src)
         return src
+
+
+class StandInPipeline:
+    """The `Pipeline.process` interface without models: each frame yields `faces` detections of
+    which at most `max_faces` are "classified", taking `delay_s` per frame plus `per_face_s` per
+    classified face; `hang` (an Event) blocks `process` while set, like a wedged accelerator."""
+
+    def __init__(self, faces: int = 0, max_faces: int = 8, delay_s: float = 0.0, per_face_s: float = 0.0) -> None:
+        self.faces, self.max_faces, self.delay_s, self.per_face_s = faces, max_faces, delay_s, per_face_s
+        self.hang = threading.Event()
+        self.unhang = threading.Event()
+        self.classified: list[int] = []
+        self.closed = False
+        self.non_finite = 0
+
+    def process(self, frame: Frame):
+        from edgefer.types import Face, FaceResult, FrameResult
+
+        if self.hang.is_set():
+            self.unhang.wait()
+        t0 = time.perf_counter()
+        n = min(self.faces, self.max_faces)
+        time.sleep(self.delay_s + self.per_face_s * n)
+        self.classified.append(n)
+        probs = np.full(7, 1 / 7, np.float32)
+        faces = [FaceResult(face=Face(box=np.array([10 * i, 0, 8, 8], np.float32), score=0.9,
+                                      landmarks=np.zeros((5, 2), np.float32)),
+                            probabilities=probs, intensity=np.zeros(7, np.float32)) for i in range(n)]
+        return FrameResult(frame=frame, faces=faces, timings_ms={"total": (time.perf_counter() - t0) * 1000},
+                           faces_detected=self.faces)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingSink:
+    """A sink that keeps what it was given (bounded), timestamps included."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.results: list = []
+        self.events: list = []
+        self.statuses: list[tuple[float, dict]] = []
+        self.closed = False
+
+    def publish(self, result) -> None:
+        self.results.append(result)
+        del self.results[:-500]
+
+    def event(self, event) -> None:
+        self.events.append(event)
+
+    def status(self, status) -> None:
+        self.statuses.append((time.monotonic(), status))
+
+    def close(self) -> None:
+        self.closed = True
