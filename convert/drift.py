@@ -139,9 +139,8 @@ def detector_drift(reference: Path, converted: Path, images: Path, input_width: 
                    limit: int | None = None) -> dict[str, Any]:
     """Both YuNet models on every image under `images`: faces found and box IoU."""
     import cv2
-
-    from edgefer.edge.detector import YunetDetector
     from edgefer.edge.backends.onnxruntime import OrtBackend
+    from edgefer.edge.detector import YunetDetector
 
     paths = iter_images(images)[:limit]
     boxes: list[list[np.ndarray]] = [[], []]
