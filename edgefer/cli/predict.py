@@ -27,6 +27,7 @@ def write_image_atomic(path: Path, image) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.tobytes())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror})") from None
