@@ -16,11 +16,16 @@ What feeds what:
   | `frames_dropped`    | int, or {reason: int}      | `edgefer_frames_dropped_total{reason=...}`    |
   | `frames_skipped`    | int                        | `edgefer_frames_skipped_total`                |
   | `source_reconnects` | int                        | `edgefer_source_reconnects_total`             |
+  | `source_stalls`     | int                        | `edgefer_source_stalls_total`                 |
+  | `source_open_failures` | int                     | `edgefer_source_open_failures_total`          |
+  | `non_finite`        | int                        | `edgefer_non_finite_total`                    |
+  | `sink_errors`       | {sink name: int}           | `edgefer_sink_errors_total{sink=...}`         |
   | `mqtt_buffer_depth` | int (messages queued now)  | `edgefer_mqtt_buffer_depth`                   |
   | `mqtt_dropped`      | int                        | `edgefer_mqtt_dropped_total`                  |
   | `mqtt_connected`    | bool                       | `edgefer_mqtt_connected`                      |
 
-  An int `frames_dropped` is reported with `reason="all"`. Snapshot values are exposed as they are
+  An int `frames_dropped` is reported with `reason="all"`. `edge/runner.py:Runner.snapshot` sends exactly
+  these keys (MQTT values from `MqttSink.stats()`). Snapshot values are exposed as they are
   (a custom collector), so the runner keeps the counts and calls `status` as often as it likes.
 
 The endpoint (`/metrics`, in fact any path) is off by default, binds 127.0.0.1, and like the overlay
@@ -34,7 +39,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import MetricsHandler
 from pydantic import Field
@@ -88,6 +93,7 @@ class _StatusCollector:
         self.snapshot: Mapping[str, Any] = {}
         self.reasons = _Labels()
         self.states = _Labels()
+        self.sinks = _Labels()
 
     def describe(self) -> list[Metric]:
         return []  # values appear only once the runner reported them
@@ -112,6 +118,9 @@ class _StatusCollector:
         for key, doc in (
             ("frames_skipped", "Frames not processed because inference was slower than capture."),
             ("source_reconnects", "Times the video source was reopened."),
+            ("source_stalls", "Times the video source delivered no frame within its timeout."),
+            ("source_open_failures", "Failed attempts to open the video source."),
+            ("non_finite", "Faces dropped because the model returned NaN or infinity."),
             ("mqtt_dropped", "MQTT messages dropped because the store-and-forward buffer was full."),
         ):
             if _count(s.get(key)) is not None:
@@ -120,6 +129,14 @@ class _StatusCollector:
             yield GaugeMetricFamily(
                 "edgefer_mqtt_buffer_depth", "MQTT messages waiting for the broker.", value=_count(s["mqtt_buffer_depth"])
             )
+        errors = s.get("sink_errors")
+        if isinstance(errors, Mapping):
+            c = CounterMetricFamily("edgefer_sink_errors", "Exceptions raised by each sink (counted, not fatal).",
+                                    labels=["sink"])
+            for sink, n in errors.items():
+                if _count(n) is not None:
+                    c.add_metric([self.sinks(sink)], _count(n))
+            yield c
         if isinstance(s.get("mqtt_connected"), bool):
             yield GaugeMetricFamily(
                 "edgefer_mqtt_connected", "1 while connected to the MQTT broker.", value=float(s["mqtt_connected"])
@@ -137,6 +154,7 @@ class MetricsSink(NullSink):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         Info("edgefer_build", "edgefer version.", registry=r).info({"version": __version__})
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, open fds, CPU seconds (Linux)
         self.frames = Counter("edgefer_frames", "Frames processed (published results).", registry=r)
         self.faces = Counter("edgefer_faces", "Faces reported (after the max_faces cut).", registry=r)
         self.faces_detected = Counter("edgefer_faces_detected", "Faces detected (before the max_faces cut).", registry=r)

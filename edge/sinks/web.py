@@ -14,7 +14,8 @@ address requires HTTP Basic credentials (see `httpauth`). Routes:
 The pipeline never waits for a client: `publish` only swaps a reference to the newest result. Drawing,
 blurring and JPEG encoding happen in the HTTP threads, at most once per published frame however many
 clients watch, and not at all while nobody watches. A client that stops reading is dropped after
-`send_timeout_s`; at most `max_clients` streams run at once.
+`send_timeout_s`; at most `max_clients` streams run at once. While no new frame comes (camera away), each stream
+repeats the newest frame once a second.
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from edgefer.contract import CLASS_NAMES
-from edgefer.types import FaceResult, FrameResult
+from edgefer.types import FrameResult
 
+from ..draw import draw_results
 from .base import NullSink
 from .httpauth import HttpEndpointConfig, bind_server, check_basic_auth, resolve_credentials, send_unauthorized
 
 log = logging.getLogger(__name__)
 
 BOUNDARY = "edgeferframe"
+KEEPALIVE_S = 1.0
 
 
 class WebConfig(HttpEndpointConfig):
@@ -53,26 +55,6 @@ class WebConfig(HttpEndpointConfig):
     max_fps: float = Field(10.0, gt=0, le=60, description="Most frames per second sent to each client.")
     max_clients: int = Field(4, ge=1, le=64, description="Most simultaneous streams; more get 503.")
     send_timeout_s: float = Field(10.0, gt=0, le=300, description="A client that accepts no data for this long is dropped.")
-
-
-def draw_results(image: np.ndarray, faces: list[FaceResult], fps: float | None = None) -> np.ndarray:
-    """Minimal overlay (box, track id, emotion, intensity bar, fps), drawn in place.
-    TEMPORARY: replaced by `edge/draw.py:draw_results` when it lands."""
-    for f in faces:
-        x, y, w, h = (int(round(float(v))) for v in f.face.box)
-        probs = f.smoothed_probabilities if f.smoothed_probabilities is not None else f.probabilities
-        inten = f.smoothed_intensity if f.smoothed_intensity is not None else f.intensity
-        k = int(np.argmax(probs))
-        emotion = f.stable_emotion or CLASS_NAMES[k]
-        k = CLASS_NAMES.index(emotion)
-        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
-        label = (f"#{f.track_id} " if f.track_id is not None else "") + emotion
-        cv2.putText(image, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1, cv2.LINE_AA)
-        bar = int(round(w * float(inten[k])))
-        cv2.rectangle(image, (x, y + h + 4), (x + bar, y + h + 10), (0, 255, 0), -1)
-    if fps is not None:
-        cv2.putText(image, f"{fps:.1f} fps", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return image
 
 
 def blur_faces(image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
@@ -108,6 +90,7 @@ class _Published:
         with self._lock:
             if self._jpeg is None:
                 self._jpeg = sink.encode(self.result, self.fps)
+                sink.frames_encoded += 1
             return self._jpeg
 
 
@@ -125,6 +108,8 @@ class WebSink(NullSink):
         self._fps: float | None = None
         self._last_monotonic: float | None = None
         self._closed = threading.Event()
+        self.frames_encoded = 0  # JPEGs made: at most one per published frame, none while nobody watches
+        self.streams = 0  # streams being served now
         self.server = None
         self._thread: threading.Thread | None = None
         if not self.config.enabled:
@@ -168,11 +153,15 @@ class WebSink(NullSink):
             self._latest = _Published(result, self._seq, self._fps)
             self._cond.notify_all()
 
+    def stats(self) -> dict[str, int]:
+        """For the runner's status snapshot (it reports them as `web_streams`, `web_frames_encoded`)."""
+        return {"streams": self.streams, "frames_encoded": self.frames_encoded}
+
     def render(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """The annotated BGR image the stream shows for `result` (a new array; the frame is not touched)."""
-        image = result.frame.image.copy()
+        image = result.frame.image
         if self.config.blur_faces:
-            blur_faces(image, [f.face.box for f in result.faces])
+            image = blur_faces(image.copy(), [f.face.box for f in result.faces])
         return draw_results(image, result.faces, fps=fps)
 
     def encode(self, result: FrameResult, fps: float | None = None) -> bytes:
@@ -282,6 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b"too many streams\n")
             return
         self.close_connection = True
+        sink.streams += 1
         try:
             self.send_response(200)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -291,10 +281,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
+            # Each part ends with the next boundary, so a browser shows a frame as soon as it arrives
+            # rather than when the following one does.
+            self.wfile.write(f"--{BOUNDARY}\r\n".encode())
             interval = 1.0 / sink.config.max_fps
             seq, sent_at = -1, -interval
             while not sink._closed.is_set():
-                pub = sink.wait_newer(seq, timeout=1.0)
+                # Without a new frame for a second, the newest one is sent again: browsers show a part
+                # only once the next one starts, and a write is how a vanished client is noticed.
+                pub = sink.wait_newer(seq, timeout=KEEPALIVE_S) or sink.latest()
                 if pub is None:
                     continue
                 delay = sent_at + interval - time.monotonic()
@@ -304,13 +299,14 @@ class _Handler(BaseHTTPRequestHandler):
                     pub = sink.latest() or pub
                 data = pub.jpeg(sink)
                 self.wfile.write(
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                    f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
                     + data
-                    + b"\r\n"
+                    + f"\r\n--{BOUNDARY}\r\n".encode()
                 )
                 self.wfile.flush()
                 seq, sent_at = pub.seq, time.monotonic()
         except OSError as e:  # client went away or stopped reading (socket timeout)
             log.debug("web: stream to %s ended: %s", self.client_address[0], e)
         finally:
+            sink.streams -= 1
             sink._streams.release()
