@@ -250,6 +250,10 @@ def build_runner(config: Any) -> Runner:
     from .pipeline import build_pipeline
     from .sinks.jsonl import JsonlSink
 
+    from .sources import parse_uri
+    from .sources.camera import default_camera_uri
+
+    parse_uri(config.source.uri or default_camera_uri())  # a missing file or bad scheme: say so before loading models
     opened: list[Any] = []
     try:
         pipeline = build_pipeline(model=config.classifier.model, detector=config.detector.model,
