@@ -205,7 +205,14 @@ def quantise(ctx: Context, keep_float: list[str]) -> None:
     ctx.temps.append(src)
     import onnx
 
-    onnx.save(ctx.model, str(src))  # the checked model, not the user's path again
+    model = ctx.model
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:  # per-channel Q/DQ (axis attribute) needs opset 13; YuNet ships with opset 11
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 13)
+        ctx.record("upgrade_opset", source=opset, to=13)
+    onnx.save(model, str(src))  # the checked model, not the user's path again
     t0 = time.monotonic()
     done = quantize_int8(src, ctx.onnx_tmp, reader, method=r.method, keep_float=keep_float)
     ctx.details["conversion"] = done
