@@ -1,0 +1,126 @@
+"""What this machine can run: one check per piece, each with an install hint when it is missing.
+
+Every check is a small function returning a `Check`; none of them raises, and optional packages
+(tensorrt, pycuda, picamera2) are imported only inside their check.
+"""
+
+from __future__ import annotations
+
+import glob
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    value: str
+    hint: str = ""  # what to do when not ok
+    required: bool = False  # a missing required piece makes `edgefer doctor` exit 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_onnxruntime() -> Check:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return Check("onnxruntime", False, "not installed", "pip install onnxruntime (Jetson: onnxruntime-gpu from Jetson Zoo)", True)
+    return Check("onnxruntime", True, f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}", required=True)
+
+
+def cpu_int8_support(flags: str, machine: str) -> str:
+    """Whether INT8 pays off on this CPU (pure: from /proc/cpuinfo flags / Features and the arch)."""
+    words = set(flags.split())
+    if machine in ("x86_64", "AMD64"):
+        if words & {"avx512_vnni", "avx512vnni", "avx_vnni"}:
+            return "yes (x86 VNNI)"
+        return "no VNNI: INT8 may be no faster than FP32"
+    if machine in ("aarch64", "arm64"):
+        if "asimddp" in words:
+            return "yes (Arm dot product)"
+        return "no dot-product instructions (e.g. Raspberry Pi 4): INT8 no faster than FP32"
+    return "unknown"
+
+
+def check_cpu() -> Check:
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("flags", "features")):
+                    flags = line.split(":", 1)[1]
+                    break
+    except OSError:
+        pass
+    machine = platform.machine()
+    verdict = cpu_int8_support(flags, machine)
+    return Check("cpu int8", verdict.startswith("yes"), f"{machine}: {verdict}",
+                 "" if verdict.startswith("yes") else "prefer the FP32 ONNX on this CPU")
+
+
+def check_tensorrt() -> Check:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return Check("tensorrt", False, "not installed", "Jetson: apt install python3-libnvinfer (JetPack); "
+                     "x86 with an NVIDIA GPU: pip install 'edgefer[tensorrt]'")
+    return Check("tensorrt", True, str(trt.__version__))
+
+
+def check_cuda() -> Check:
+    try:
+        import pycuda.driver as cuda
+    except ImportError:
+        return Check("cuda / gpu", False, "pycuda not installed", "pip install 'edgefer[tensorrt]' (Jetson: apt install python3-pycuda)")
+    try:
+        cuda.init()
+        if cuda.Device.count() == 0:
+            return Check("cuda / gpu", False, "no CUDA device", "check the NVIDIA driver (nvidia-smi / tegrastats)")
+        dev = cuda.Device(0)
+        major, minor = dev.compute_capability()
+        v = cuda.get_driver_version()
+        return Check("cuda / gpu", True, f"{dev.name()}, compute capability {major}.{minor}, CUDA driver {v // 1000}.{v % 1000 // 10}")
+    except Exception as exc:  # pycuda raises its own error types
+        return Check("cuda / gpu", False, f"CUDA unusable ({exc})", "check the NVIDIA driver and permissions on /dev/nvidia*")
+
+
+def check_cameras() -> Check:
+    devices = sorted(glob.glob("/dev/video*"))
+    if devices:
+        return Check("cameras", True, ", ".join(devices))
+    return Check("cameras", False, "no /dev/video* devices",
+                 "plug in a USB camera; a CSI camera needs GStreamer (Jetson) or picamera2 (Raspberry Pi); "
+                 "the service user must be in group 'video'")
+
+
+def check_gstreamer() -> Check:
+    try:
+        import cv2
+    except ImportError:
+        return Check("opencv gstreamer", False, "OpenCV not installed", "pip install opencv-python-headless")
+    info = cv2.getBuildInformation()
+    line = next((ln for ln in info.splitlines() if "GStreamer" in ln), "")
+    ok = "YES" in line
+    return Check("opencv gstreamer", ok, f"OpenCV {cv2.__version__}: GStreamer {'yes' if ok else 'no'}",
+                 "" if ok else "needed for csi:// and rtsp:// via GStreamer; on a Jetson use the system OpenCV "
+                 "(apt install python3-opencv, built with GStreamer) instead of the pip wheel")
+
+
+def check_picamera2() -> Check:
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        return Check("picamera2", False, "not installed", "Raspberry Pi OS: apt install python3-picamera2 "
+                     "(only for Raspberry Pi camera modules)")
+    return Check("picamera2", True, "installed")
+
+
+CHECKS = (check_onnxruntime, check_cpu, check_tensorrt, check_cuda, check_cameras, check_gstreamer, check_picamera2)
+
+
+def run_checks() -> list[Check]:
+    return [check() for check in CHECKS]
