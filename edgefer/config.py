@@ -300,8 +300,11 @@ def _comment(text: str, indent: str = "") -> list[str]:
     return [indent + "# " + line for line in textwrap.wrap(" ".join(text.split()), 100)]
 
 
-def _section_lines(model: BaseModel, table: str) -> list[str]:
-    lines = [f"[{table}]"]
+def _section_lines(model: BaseModel, table: str, commented: bool = False) -> list[str]:
+    """`[table]` and its keys with their descriptions. Unset values, and values computed on this
+    machine (default factories such as a host name), are shown commented out."""
+    c = "# " if commented else ""
+    lines = [f"{c}[{table}]"]
     doc = (type(model).__doc__ or "").strip().splitlines()[0] if type(model).__doc__ else ""
     if doc:
         lines[0:0] = _comment(doc)
@@ -314,14 +317,18 @@ def _section_lines(model: BaseModel, table: str) -> list[str]:
         lines += _comment(field.description or name)
         if value is None or (isinstance(value, dict) and not value):
             lines.append(f"# {name} =")
+            continue
+        try:
+            text = f"{name} = {_toml_value(value)}"
+        except TypeError:
+            text = f"{name} = {value!r}"
+            commented_here = True
         else:
-            try:
-                lines.append(f"{name} = {_toml_value(value)}")
-            except TypeError:
-                lines.append(f"# {name} = {value!r}")
+            commented_here = field.default_factory is not None
+        lines.append(("# " if commented or commented_here else "") + text)
     for name, value in nested:
         lines.append("")
-        lines += _section_lines(value, f"{table}.{name}")
+        lines += _section_lines(value, f"{table}.{name}", commented)
     return lines
 
 
@@ -331,6 +338,11 @@ def example_toml() -> str:
     out = ["# edgefer configuration. Every key is optional; shown values are the defaults.",
            "# Check a file with: edgefer config --check FILE", ""]
     for name in Config.model_fields:
-        out += _section_lines(getattr(config, name), name)
+        section = getattr(config, name)
+        # A section whose mere presence turns it on (no `enabled` key) is shown commented out.
+        by_presence = name == "mqtt" and "enabled" not in type(section).model_fields
+        if by_presence:
+            out += _comment(f"Uncomment [{name}] to turn it on.")
+        out += _section_lines(section, name, commented=by_presence)
         out.append("")
     return "\n".join(out)
