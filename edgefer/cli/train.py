@@ -68,7 +68,13 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Path | None, eval_split: str,
                model_version: str, force: bool) -> None:
-    """Export a checkpoint to the contract ONNX (metadata inside), optionally with validation figures."""
+    """Export a checkpoint to the contract ONNX (metadata inside), optionally with validation figures.
+
+    \b
+    Example:
+      edgefer export --checkpoint runs/v1/last.pt --out model.onnx \\
+        --eval-data ../shared/data/fer2013/fer2013_trainval.npz --eval-split PublicTest
+    """
     _need_torch()
     from edgefer.train.export import check_parity, export, load_checkpoint
 
