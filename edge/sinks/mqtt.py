@@ -222,6 +222,8 @@ def describe_connect_error(exc: BaseException | None, cfg: MqttConfig) -> str:
         reason = exc.reason or str(exc)
         hint = " (is that port plaintext? use mqtt://)" if reason in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING") else ""
         return f"TLS handshake with {where} failed: {reason}{hint}"
+    if isinstance(exc, ConnectionResetError) and cfg.tls:
+        return f"TLS handshake with {where} failed: connection reset (is that port plaintext? use mqtt://)"
     if isinstance(exc, ConnectionRefusedError):
         return f"connection to {where} refused (is the broker running?)"
     if isinstance(exc, (socket.timeout, TimeoutError)):
