@@ -39,6 +39,6 @@ def install_service(dry_run, user, config_dir, unit_dir, executable, source, for
     else:
         install(p)
     for action in p.actions:
-        click.echo(prefix + action)
+        click.echo(action if action.startswith("note:") else prefix + action)
     if not dry_run:
         click.echo("next: systemctl daemon-reload && systemctl enable --now edgefer; logs: journalctl -u edgefer -f")
