@@ -142,3 +142,35 @@ def test_all_interfaces_with_credentials_and_wrong_credentials_get_401(tmp_path)
     finally:
         web.close()
         metrics.close()
+
+
+def test_a_run_with_default_config_opens_no_socket(photos_dir, yunet_path):
+    """The real service wiring (`build_runner`) with nothing but a source: no web page, no metrics
+    endpoint, no socket at all, and no web sink holding frames."""
+    import threading
+
+    from edgefer.config import Config
+    from edgefer.edge.runner import build_runner
+
+    config = Config.model_validate({"source": {"uri": str(photos_dir / "happy")},
+                                    "detector": {"model": str(yunet_path)}, "service": {"max_frames": 3}})
+    before = listening()
+    runner = build_runner(config)
+    try:
+        assert listening() == before
+        runner.run(threading.Event())
+        assert runner.frames == 3
+        assert listening() == before
+        assert not any(s.name == "web" for s in runner.sinks)
+    finally:
+        runner.close()
+
+
+def test_config_file_with_open_bind_and_no_credentials_is_exit_78(tmp_path):
+    from edgefer.config import load_config
+
+    path = tmp_path / "edgefer.toml"
+    path.write_text('[web]\nenabled = true\nhost = "0.0.0.0"\n')
+    with pytest.raises(ConfigError, match="web.*not a loopback address") as e:
+        load_config(path)
+    assert e.value.exit_code == 78

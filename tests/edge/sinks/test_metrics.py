@@ -160,3 +160,29 @@ def test_close_frees_the_port(sink):
     again = MetricsSink(MetricsConfig(enabled=True, host=host, port=port))
     assert again.address == (host, port)
     again.close()
+
+
+def test_the_runner_feeds_the_metrics(photos_dir, yunet_path):
+    """The real run loop drives this sink: frames, faces, stage latencies from publish, and the
+    runner's counters from its status snapshots (endpoint off: read from the sink's registry)."""
+    import threading
+
+    from edgefer.config import Config
+    from edgefer.edge.runner import build_runner
+
+    config = Config.model_validate({"source": {"uri": str(photos_dir / "neutral")},
+                                    "detector": {"model": str(yunet_path)}, "service": {"max_frames": 4}})
+    runner = build_runner(config)
+    try:
+        runner.run(threading.Event())
+        sink = next(s for s in runner.sinks if s.name == "metrics")
+        value = sink.registry.get_sample_value
+        assert value("edgefer_frames_total") == runner.frames == 4
+        assert value("edgefer_faces_total") == runner.faces
+        assert value("edgefer_stage_latency_seconds_count", {"stage": "detect"}) == 4
+        snap = runner.snapshot()
+        assert value("edgefer_frames_skipped_total") == snap["frames_skipped"]
+        assert value("edgefer_source_reconnects_total") == snap["source_reconnects"]
+        assert value("edgefer_state", {"state": snap["state"]}) == 1
+    finally:
+        runner.close()
