@@ -59,7 +59,7 @@ MAX_LABEL_VALUES = 32  # per label: stage / event type / drop reason / state; th
 
 
 class MetricsConfig(HttpEndpointConfig):
-    """The `[metrics]` section: the Prometheus endpoint."""
+    """The Prometheus endpoint: frames, faces, stage latencies, drops, reconnects, MQTT buffer."""
 
     port: int = Field(9464, ge=0, le=65535, description="TCP port of the Prometheus endpoint (0 picks a free one).")
 

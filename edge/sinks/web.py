@@ -47,7 +47,7 @@ KEEPALIVE_S = 1.0
 
 
 class WebConfig(HttpEndpointConfig):
-    """The `[web]` section: the local overlay page."""
+    """The local overlay page: live MJPEG stream with boxes and labels, results as JSON."""
 
     port: int = Field(8080, ge=0, le=65535, description="TCP port of the overlay page (0 picks a free one).")
     blur_faces: bool = Field(False, description="Blur every detected face in the streamed image (boxes and labels stay).")

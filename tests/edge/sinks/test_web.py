@@ -247,7 +247,8 @@ def test_slow_client_never_blocks_publish_and_is_dropped(results):
         kept = sum(ref() is not None for ref in alive)
         assert kept <= 3, f"{kept} of {len(alive)} frames still in memory"
         durations_ms = np.array(durations) * 1000
-        assert np.median(durations_ms) < 0.5 and durations_ms.max() < 50, (np.median(durations_ms), durations_ms.max())
+        # blocking on the client would cost at least send_timeout_s (1 s); the rest is GIL and scheduler noise
+        assert np.median(durations_ms) < 0.5 and durations_ms.max() < 250, (np.median(durations_ms), durations_ms.max())
         deadline = time.monotonic() + 10
         while sink.streams and time.monotonic() < deadline:
             time.sleep(0.05)
