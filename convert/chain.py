@@ -21,7 +21,7 @@ from typing import Any
 from edgefer.errors import UserError
 
 from . import drift as drift_mod
-from .engine_cache import EngineKey, make_sidecar, sha256_file, write_sidecar
+from .engine_cache import EngineKey, make_sidecar, sha256_file, sidecar_path, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Context:
     calib_inputs: Any = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     temps: list[Path] = field(default_factory=list)
+    info_out: Any = None  # the converted artifact's ModelInfo (classifier)
+    engine_sidecar: dict[str, Any] | None = None
 
     def record(self, step: str, **what: Any) -> None:
         self.steps.append({"step": step, **what})
@@ -159,6 +161,7 @@ def detector_blobs(folder: Path, width: int, limit: int = 200) -> list:
     """YuNet input blobs (1 x 3 x H x W) of up to `limit` images under `folder`, spread evenly."""
     import cv2
     import numpy as np
+
     from edgefer.edge.detector import input_geometry
 
     if not folder.is_dir():
@@ -268,7 +271,8 @@ def write_contract(ctx: Context) -> None:
     ctx.record("write_contract", precision=prec)
 
 
-def measure_drift(ctx: Context) -> None:
+def measure_drift(ctx: Context, artifact: Path) -> None:
+    """Drift of `artifact` (converted ONNX or engine, under its temporary name) against the source."""
     r = ctx.req
     if ctx.kind == "classifier":
         from edgefer.data import load_faces
@@ -276,10 +280,10 @@ def measure_drift(ctx: Context) -> None:
         faces = load_faces(r.eval_data).split(r.split) if not Path(r.eval_data).is_dir() else _photo_faces(ctx)
         if len(faces) == 0:
             raise UserError(f"{r.eval_data}: no faces to evaluate")
-        d = drift_mod.classifier_drift(r.model, ctx.onnx_tmp, faces, threads=r.threads)
+        d = drift_mod.classifier_drift(r.model, artifact, faces, threads=r.threads)
         d["data"] = str(r.eval_data) + (f" [{r.split}]" if r.split and not Path(r.eval_data).is_dir() else "")
     else:
-        d = drift_mod.detector_drift(r.model, ctx.onnx_tmp, Path(r.eval_data), input_width=r.detector_width)
+        d = drift_mod.detector_drift(r.model, artifact, Path(r.eval_data), input_width=r.detector_width)
     d["converted"] = str(r.out)
     ctx.drift = d
     ctx.record("drift", **{k: v for k, v in d.items() if not isinstance(v, dict)})
@@ -324,7 +328,7 @@ def build_trt(ctx: Context) -> Path:
                          calibration=ctx.calib_inputs if plan.legacy_calibrator else None,
                          calibration_cache=r.out.with_suffix(".calib.cache") if plan.legacy_calibrator else None)
     key = EngineKey(sha256_file(onnx_for_trt), version, cc, ONNX_PRECISION[r.target])
-    info = getattr(ctx, "info_out", None)
+    info = ctx.info_out
     if info is not None:
         import copy
 
@@ -356,8 +360,9 @@ def convert(req: Request) -> dict[str, Any]:
         else:
             fp16(ctx, keep)
         write_contract(ctx)
+        final_tmp = ctx.onnx_tmp
         if req.eval_data is not None:
-            measure_drift(ctx)
+            measure_drift(ctx, ctx.onnx_tmp)
             if req.keep_float == "auto" and ctx.kind == "classifier" and needs_float_head(ctx.drift):
                 from .quantize import head_nodes
 
@@ -369,10 +374,13 @@ def convert(req: Request) -> dict[str, Any]:
                 else:
                     fp16(ctx, keep)
                 write_contract(ctx)
-                measure_drift(ctx)
-        final_tmp = ctx.onnx_tmp
+                measure_drift(ctx, ctx.onnx_tmp)
         if req.target.startswith("trt-"):
             final_tmp = build_trt(ctx)
+            write_sidecar(final_tmp, ctx.engine_sidecar)
+            ctx.temps.append(sidecar_path(final_tmp))
+            if req.eval_data is not None:
+                measure_drift(ctx, final_tmp)  # the engine itself, not only the ONNX it came from
         passed, reasons = (True, [])
         if ctx.drift is not None:
             passed, reasons = drift_mod.verdict(ctx.drift, req.max_drop)

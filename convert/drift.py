@@ -139,13 +139,14 @@ def detector_drift(reference: Path, converted: Path, images: Path, input_width: 
                    limit: int | None = None) -> dict[str, Any]:
     """Both YuNet models on every image under `images`: faces found and box IoU."""
     import cv2
-    from edgefer.edge.backends.onnxruntime import OrtBackend
+
+    from edgefer.edge.backends import open_backend
     from edgefer.edge.detector import YunetDetector
 
     paths = iter_images(images)[:limit]
     boxes: list[list[np.ndarray]] = [[], []]
     for k, path in enumerate((reference, converted)):
-        det = YunetDetector(OrtBackend(path), input_width=input_width)
+        det = YunetDetector(open_backend(path), input_width=input_width)
         for p in paths:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             faces = det.detect(img) if img is not None else []

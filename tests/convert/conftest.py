@@ -43,3 +43,16 @@ def int8_run(fer_npz: Path, calib_set: Path, conv_dir: Path) -> tuple[Path, subp
     r = run_edgefer("convert", "--to", "onnx-int8", "--calib", calib_set, "--eval", fer_npz,
                     "--split", "PublicTest", "--max-drop", "0.5", "--out", out, "--json")
     return out, r
+
+
+@pytest.fixture(scope="session")
+def small_eval(fer_npz: Path, conv_dir: Path) -> Path:
+    """300 PublicTest rows in the shared npz format, for tests that need a drift run, not its figures."""
+    import numpy as np
+
+    with np.load(fer_npz) as d:
+        idx = np.nonzero(d["usage"] == "PublicTest")[0][:300]
+        arrays = {k: d[k][idx] for k in ("pixels", "labels", "usage", "ferplus_votes")}
+    out = conv_dir / "small_eval.npz"
+    np.savez(out, **arrays)
+    return out

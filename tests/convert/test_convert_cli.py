@@ -49,10 +49,10 @@ def test_fp16_within_a_tenth_of_a_point(fer_npz: Path, conv_dir: Path, edgefer_c
     assert read_onnx_info(out).precision == "fp16"
 
 
-def test_max_drop_failure_keeps_artifact_aside(fer_npz: Path, calib_set: Path, tmp_path: Path, edgefer_cli) -> None:
+def test_max_drop_failure_keeps_artifact_aside(small_eval: Path, calib_set: Path, tmp_path: Path, edgefer_cli) -> None:
     out = tmp_path / "model.int8.onnx"
     # no conversion can gain 100 points: the threshold is certainly exceeded
-    r = edgefer_cli("convert", "--to", "onnx-int8", "--calib", calib_set, "--eval", fer_npz,
+    r = edgefer_cli("convert", "--to", "onnx-int8", "--calib", calib_set, "--eval", small_eval,
                     "--max-drop", "-100", "--out", out)
     assert r.returncode == 3
     assert "FAILED" in r.stderr and len(r.stderr.strip().splitlines()) == 1
