@@ -6,6 +6,7 @@ supervisor's reader thread (`capture.py`); this class only opens the device and 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -39,6 +40,8 @@ class V4l2Source:
         self.uri = uri
         self.name = self.uri
         self.device = parse_device(uri)
+        if isinstance(self.device, str) and not os.path.exists(self.device):
+            raise OSError(f"cannot open camera {self.device}: no such device")
         self._cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not self._cap.isOpened():
             self._cap.release()
