@@ -25,9 +25,13 @@ def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1
 
     if frames < 1 or warmup < 0:
         raise UserError("--frames must be at least 1 and --warmup at least 0")
-    pipeline = build_pipeline(model=model, detector=detector, threads=threads, input_width=input_width,
-                              max_faces=max_faces)
-    src = open_source(source)
+    src = open_source(source)  # bad sources fail before models are loaded
+    try:
+        pipeline = build_pipeline(model=model, detector=detector, threads=threads, input_width=input_width,
+                                  max_faces=max_faces)
+    except BaseException:
+        src.close()
+        raise
     timings: dict[str, list[float]] = {s: [] for s in STAGES}
     faces = 0
     done = 0
