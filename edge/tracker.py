@@ -33,7 +33,7 @@ class TrackerConfig(BaseModel):
         1.0, ge=0.0, description="A track survives this many seconds without a matching face before it ends."
     )
     tau_s: float = Field(
-        0.2,
+        0.15,
         ge=0.0,
         description="Time constant (seconds) of the exponential smoothing of probabilities and intensities; 0 = no smoothing.",
     )
@@ -44,7 +44,7 @@ class TrackerConfig(BaseModel):
         description="The reported emotion changes only when another emotion's smoothed probability beats it by this much.",
     )
     switch_hold_s: float = Field(
-        0.15, ge=0.0, description="... and keeps beating it by the margin for this many seconds."
+        0.1, ge=0.0, description="... and keeps beating it by the margin for this many seconds."
     )
     reclassify_interval_s: float = Field(
         0.0,
