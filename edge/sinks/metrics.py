@@ -168,6 +168,7 @@ class MetricsSink(NullSink):
         )
         self.events = Counter("edgefer_events", "Tracker events by type.", ["type"], registry=r)
         self._stages = _Labels()
+        self._latency: dict[str, Any] = {}  # stage -> its histogram child (saves a labels() lookup per frame)
         self._event_types = _Labels()
         self._status = _StatusCollector()
         r.register(self._status)
@@ -199,7 +200,12 @@ class MetricsSink(NullSink):
         self.last_frame.set(result.frame.timestamp)
         for stage, ms in result.timings_ms.items():
             if _count(ms) is not None:
-                self.latency.labels(self._stages(stage)).observe(ms / 1000.0)
+                child = self._latency.get(stage)
+                if child is None:
+                    child = self.latency.labels(self._stages(stage))
+                    if len(self._latency) < MAX_LABEL_VALUES:
+                        self._latency[stage] = child
+                child.observe(ms / 1000.0)
 
     def event(self, event: dict[str, Any]) -> None:
         self.events.labels(self._event_types(event.get("type", "unknown"))).inc()
