@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 def soak():
     spec = importlib.util.spec_from_file_location("soak_benchmark", SOAK)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
