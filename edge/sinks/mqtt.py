@@ -245,6 +245,25 @@ def dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), default=_json_default).encode()
 
 
+def make_client(cfg: MqttConfig, client_id: str, clean_session: bool) -> mqtt.Client:
+    """A paho client (callback API 2, MQTT 3.1.1) with the config's TLS and login applied;
+    ConfigError for unreadable or invalid CA/certificate/key/password files."""
+    ca = _check_readable(cfg.ca_file, "CA file")
+    cert = _check_readable(cfg.cert_file, "client certificate")
+    key = _check_readable(cfg.key_file, "client key")
+    password = read_password(cfg)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, protocol=mqtt.MQTTv311)
+    if cfg.tls:
+        try:
+            c.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"MQTT TLS setup failed (ca/cert/key files): {exc}") from None
+    if cfg.username is not None or password is not None:
+        c.username_pw_set(cfg.username or "", password.get_secret_value() if password is not None else None)
+    c.connect_timeout = cfg.connect_timeout_s
+    return c
+
+
 class MqttSink(NullSink):
     """The MQTT sink (see the module docstring). Construction never blocks on the network:
     it validates the config (ConfigError on bad files), opens the buffer and starts connecting in
@@ -254,32 +273,13 @@ class MqttSink(NullSink):
 
     def __init__(self, config: MqttConfig, *, start: bool = True) -> None:
         self.config = cfg = config
-        ca = _check_readable(cfg.ca_file, "CA file")
-        cert = _check_readable(cfg.cert_file, "client certificate")
-        key = _check_readable(cfg.key_file, "client key")
-        password = read_password(cfg)
+        c = make_client(cfg, cfg.effective_client_id, clean_session=False)
         self.buffer: Buffer = open_buffer(cfg.buffer_size, cfg.state_dir)
-
         self.topics = {leaf: cfg.topic(leaf) for leaf in ("availability", "faces", "events", "status", "stats", "state")}
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.effective_client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
-        if cfg.tls:
-            try:
-                c.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
-            except (ssl.SSLError, OSError) as exc:
-                self.buffer.close()
-                raise ConfigError(f"MQTT TLS setup failed (ca/cert/key files): {exc}") from None
-        if cfg.username is not None or password is not None:
-            c.username_pw_set(cfg.username or "", password.get_secret_value() if password is not None else None)
         c.will_set(self.topics["availability"], "offline", qos=1, retain=True)
         c.reconnect_delay_set(cfg.reconnect_min_delay_s, cfg.reconnect_max_delay_s)
         c.max_inflight_messages_set(cfg.max_inflight)
         c.max_queued_messages_set(0)
-        c.connect_timeout = cfg.connect_timeout_s
         c.on_pre_connect = self._on_pre_connect
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
