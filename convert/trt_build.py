@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgefer.errors import UserError
 
 from .trt_versions import BuildPlan, install_hint
+
+if TYPE_CHECKING:  # type-checked in CI against tensorrt-stubs (scripts/check_trt_types.sh)
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,9 @@ def import_tensorrt() -> Any:
 
 def runtime_identity() -> tuple[str, str]:
     """(TensorRT version, compute capability of GPU 0, e.g. "8.7"), for the engine cache key."""
-    trt = import_tensorrt()
+    import_tensorrt()
+    import tensorrt as trt
+
     try:
         import pycuda.driver as cuda
     except ImportError:
@@ -59,7 +64,10 @@ def profile_shapes(input_shape: tuple, batch: tuple[int, int, int] = DEFAULT_BAT
     return tuple(tuple([b] + dims[1:]) for b in batch)
 
 
-def parse_network(trt: Any, builder: Any, onnx_path: Path, plan: BuildPlan, logger: Any) -> tuple[Any, Any]:
+def parse_network(builder: trt.Builder, onnx_path: Path, plan: BuildPlan,
+                  logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    import tensorrt as trt
+
     flags = 0
     for name in plan.network_flags:
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
@@ -73,9 +81,11 @@ def parse_network(trt: Any, builder: Any, onnx_path: Path, plan: BuildPlan, logg
     return network, parser
 
 
-def create_config(trt: Any, builder: Any, network: Any, plan: BuildPlan, workspace_mb: int,
+def create_config(builder: trt.Builder, network: trt.INetworkDefinition, plan: BuildPlan, workspace_mb: int,
                   timing_cache: Path | None, shapes: dict[str, tuple] | None = None,
-                  calibrator: Any = None) -> tuple[Any, Any]:
+                  calibrator: Any = None) -> tuple[trt.IBuilderConfig, trt.ITimingCache]:
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     for name in plan.builder_flags:
@@ -88,7 +98,8 @@ def create_config(trt: Any, builder: Any, network: Any, plan: BuildPlan, workspa
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         given = (shapes or {}).get(tensor.name)
-        prof = tuple(given) if given else profile_shapes(tuple(tensor.shape))
+        dims = tensor.shape
+        prof = tuple(given) if given else profile_shapes(tuple(dims[k] for k in range(len(dims))))
         if prof is not None:
             profile.set_shape(tensor.name, *prof)
             needs_profile = True
@@ -109,10 +120,12 @@ def build_engine(onnx_path: Path, out: Path, plan: BuildPlan, workspace_mb: int 
     """Build and write `out` (atomically) from `onnx_path` following `plan`; update the timing
     cache file. `shapes` maps an input name to its (min, opt, max) profile shapes (default: the
     batch profile for a dynamic-batch input). Returns build details for the sidecar."""
-    trt = import_tensorrt()
+    import_tensorrt()
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network, _parser = parse_network(trt, builder, onnx_path, plan, logger)
+    network, _parser = parse_network(builder, onnx_path, plan, logger)
     calibrator = None
     if plan.legacy_calibrator:
         if calibration is None:
@@ -121,7 +134,7 @@ def build_engine(onnx_path: Path, out: Path, plan: BuildPlan, workspace_mb: int 
 
         log.warning("LEGACY FALLBACK: implicit INT8 calibration (IInt8EntropyCalibrator2); deprecated in TensorRT 10.1")
         calibrator = make_entropy_calibrator(trt, calibration, calibration_cache)
-    config, cache = create_config(trt, builder, network, plan, workspace_mb, timing_cache, shapes, calibrator)
+    config, cache = create_config(builder, network, plan, workspace_mb, timing_cache, shapes, calibrator)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UserError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")

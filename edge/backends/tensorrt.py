@@ -53,7 +53,8 @@ class TrtBackend:
         from edgefer.convert.trt_build import import_tensorrt, runtime_identity
 
         self.path = Path(path).expanduser().resolve()
-        trt = import_tensorrt()
+        import_tensorrt()  # one-line install hint when missing
+        import tensorrt as trt
         version, cc = runtime_identity()
         check = check_engine(self.path, None, Path(model_dir).resolve() if model_dir else self.path.parent)
         if check.status != "ok" or check.sidecar is None:
@@ -81,7 +82,8 @@ class TrtBackend:
             self.outputs: list[TensorSpec] = []
             for i in range(self.engine.num_io_tensors):
                 name = self.engine.get_tensor_name(i)
-                spec = TensorSpec(name, spec_shape(self.engine.get_tensor_shape(name)),
+                dims = self.engine.get_tensor_shape(name)
+                spec = TensorSpec(name, spec_shape([dims[k] for k in range(len(dims))]),
                                   np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))))
                 (self.inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(spec)
             self._device: dict[str, Any] = {}  # name -> (DeviceAllocation, nbytes)
@@ -119,7 +121,8 @@ class TrtBackend:
                 self.context.set_tensor_address(spec.name, int(dev))
             outs = {}
             for spec in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(spec.name))
+                dims = self.context.get_tensor_shape(spec.name)
+                shape = tuple(int(dims[k]) for k in range(len(dims)))
                 dev, host = self._buffer(spec.name, shape, spec.dtype)
                 self.context.set_tensor_address(spec.name, int(dev))
                 outs[spec.name] = (dev, host)
@@ -141,8 +144,7 @@ class TrtBackend:
                 dev.free()
             self._device.clear()
             self._host.clear()
-            self.context = None
-            self.engine = None
+            del self.context, self.engine
         finally:
             self._ctx.pop()
             self._ctx.detach()
