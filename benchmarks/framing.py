@@ -94,9 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
 
-    from edgefer.edge.pipeline import build_pipeline
-
     from edgefer.data import load_faces
+    from edgefer.edge.pipeline import build_pipeline
     from edgefer.errors import UserError
 
     try:

@@ -50,6 +50,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def record(shared: Path) -> tuple[dict, dict]:
     import cv2
+
     from edgefer.edge.classifier import default_model_path
     from edgefer.edge.pipeline import build_pipeline
 

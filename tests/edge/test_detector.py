@@ -12,13 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgefer.edge.detector import (
     YUNET_MODELS,
     YunetDetector,
     input_geometry,
     resolve_detector_model,
 )
-
 from edgefer.errors import ConfigError, UserError
 
 
