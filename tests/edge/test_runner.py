@@ -129,3 +129,21 @@ def test_fifty_faces_at_most_max_faces_processed(photos_dir, yunet_path):
     assert runner.faces_over_limit >= 5 * (40 - 8)
     print(f"\n50-face frame: {ms_many:.1f} ms, 8-face frame: {ms_few:.1f} ms, detected {res.faces_detected}")
     assert ms_many < 1.5 * ms_few + 15, (ms_many, ms_few)
+
+
+def test_bad_frames_counted_end_to_end():
+    import random
+
+    from standins import BAD_KINDS
+
+    bad = {i: BAD_KINDS[k % len(BAD_KINDS)] for k, i in enumerate(random.Random(1).sample(range(1, 1000), 100))}
+    src = GeneratedSource(n=1000, bad=bad)
+    src.live = False
+    cap = Capture(lambda: src, live=False).start()
+    sink = RecordingSink()
+    runner = Runner(cap, StandInPipeline(), sinks=[sink])
+    runner.run(threading.Event())
+    runner.close()
+    snap = sink.statuses[-1][1]
+    assert runner.frames == 900 and snap["frames"] == 900
+    assert snap["frames_dropped_total"] == 100 == sum(snap["frames_dropped"].values())

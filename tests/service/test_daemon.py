@@ -188,3 +188,22 @@ def test_sighup_bad_config_kept_and_sigterm(tmp_path, yunet_path, clip):
     assert rc == 0 and took < 5.0, d.log()
     assert d.sock.times("STOPPING", "1")
     assert "Traceback" not in d.log()
+
+
+def test_disk_full_jsonl_is_counted_and_the_run_finishes(tmp_path, yunet_path, clip):
+    cfg = write_config(tmp_path / "c.toml", yunet_path, str(clip)).read_text().replace("loop = true", "loop = false")
+    (tmp_path / "c.toml").write_text(cfg)
+    r = subprocess.run([sys.executable, "-m", "edgefer", "run", "--config", str(tmp_path / "c.toml"), "--jsonl",
+                        "/dev/full", "--max-frames", "20"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("No space left on device") == 1, "logged once, counted after that"
+    assert "Traceback" not in r.stderr
+
+
+def test_display_without_a_display_is_one_line(tmp_path, yunet_path, clip):
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "-m", "edgefer", "run", "--source", str(clip), "--detector", str(yunet_path),
+                        "--display", "--max-frames", "1"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["edgefer: error: --display: no display (DISPLAY and WAYLAND_DISPLAY are "
+                                             "unset); use the web overlay ([web] enabled = true) instead"]
