@@ -122,3 +122,24 @@ def test_gray_and_png_images(tmp_path):
     cv2.imwrite(str(tmp_path / "g.png"), img)
     f = ImageFolderSource(tmp_path / "g.png").read()
     assert f.image.shape == (48, 64, 3)
+
+
+def test_a_corrupt_frame_inside_a_clip_is_skipped_and_counted(face_clip, tmp_path):
+    """MJPEG/AVI: blank out the JPEG data of one frame in the middle; the others still play."""
+    import re
+
+    clip, where = face_clip
+    data = bytearray(clip.read_bytes())
+    movi = data.index(b"movi")
+    chunks = [m.start() for m in re.finditer(b"00dc", data) if m.start() > movi]
+    assert len(chunks) >= len(where)
+    o = chunks[len(where) // 2]
+    size = int.from_bytes(data[o + 4:o + 8], "little")
+    data[o + 10:o + 8 + size] = b"\x00" * (size - 2)  # keep the chunk header and the JPEG SOI marker
+    bad = tmp_path / "one_bad_frame.avi"
+    bad.write_bytes(bytes(data))
+    src = VideoFileSource(bad)
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f.index)
+    assert frames == list(range(len(where) - 1)) and src.skipped == 1
