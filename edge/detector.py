@@ -222,7 +222,8 @@ class YunetDetector:
         self.input_name = backend.inputs[0].name
         shape = backend.inputs[0].shape
         h, w = shape[2], shape[3]
-        self.fixed = (int(w), int(h)) if isinstance(w, int) and isinstance(h, int) else None
+        # fixed-shape models (2023mar, a static TensorRT engine) get frames fitted and padded into that size
+        self.fixed = (int(w), int(h)) if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 else None
         self.input_width = input_width
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
