@@ -10,10 +10,10 @@ camera is missing: it reports `camera_unavailable` and keeps trying.
 
 Live sources (cameras, streams) overwrite an unread frame (counted as `skipped`), so a slow model
 never builds a backlog and latency stays flat. Files and folders are read frame by frame: the
-reader waits for the consumer instead of skipping. A read blocked for longer than
-`stall_timeout_s` marks the source `stalled`; its reader is abandoned (it closes its own source if
-`read()` ever returns: closing a capture from another thread while it reads is unsafe in OpenCV)
-and a fresh source is opened. Every duration is measured on `time.monotonic()`, so wall-clock
+reader waits for the consumer instead of skipping, and ends at the file's end (or first error).
+A live source's read blocked for longer than `stall_timeout_s` marks it `stalled`; its reader
+is abandoned (it closes its own source if `read()` ever returns: closing a capture from another
+thread while it reads is unsafe in OpenCV) and a fresh source is opened. Every duration is measured on `time.monotonic()`, so wall-clock
 jumps (NTP, a Pi without RTC) cause no false stalls and no reconnect storm.
 """
 
@@ -224,7 +224,7 @@ class Capture:
             outcome = self._watch(source)
             if outcome == "stop":
                 break
-            if outcome == "eof" and not self.live and not self.loop:
+            if not self.live and not self.loop:  # a file ends at its end, or at an error (never replayed)
                 self._set_status(CaptureStatus.ENDED)
                 return
             if outcome == "eof" and self.loop:
@@ -253,8 +253,8 @@ class Capture:
                 return "stop"
             if not reader.is_alive():
                 return self._results.get(gen, "error")
-            with self._cond:
-                stalled = self._in_read and time.monotonic() - self._read_started > self.stall_timeout_s
+            with self._cond:  # only live sources stall; a slow file read is waited for
+                stalled = self.live and self._in_read and time.monotonic() - self._read_started > self.stall_timeout_s
                 if stalled:
                     self._gen += 1  # the reader exits (and closes its source) if read() ever returns
             if stalled:

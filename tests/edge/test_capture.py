@@ -8,9 +8,9 @@ import time
 
 import pytest
 import time_machine
-from edgefer.edge.sources.capture import Capture, CaptureStatus, FrameValidator, backoff_delays
 from standins import BAD_KINDS, AppearingCamera, GeneratedSource, bad_image, make_image
 
+from edgefer.edge.sources.capture import Capture, CaptureStatus, FrameValidator, backoff_delays
 from edgefer.types import Frame
 
 
@@ -181,3 +181,28 @@ def test_stop_returns_even_when_read_is_blocked():
     cap.stop(timeout=0.5)
     assert time.monotonic() - t0 < 1.0
     assert cap.status is CaptureStatus.STOPPED
+
+
+def test_file_error_ends_without_replay():
+    class Failing(GeneratedSource):
+        live = False
+
+        def read(self):
+            if self.i == 3:
+                raise OSError("I/O error")
+            return super().read()
+
+    opened = []
+
+    def factory():
+        opened.append(Failing(n=10))
+        return opened[-1]
+
+    cap = Capture(factory, live=False).start()
+    frames = []
+    while not cap.ended:
+        f = cap.get(timeout=1.0)
+        if f:
+            frames.append(f.index)
+    cap.stop()
+    assert frames == [0, 1, 2] and len(opened) == 1 and cap.stats.source_errors == 1
