@@ -201,6 +201,26 @@ def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, nms_thres
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
+def relax_input_shape(model):  # onnx.ModelProto -> the same, in place
+    """Declare a fixed-shape YuNet ONNX (the 2023mar release, 1x3x640x640) dynamic in H and W.
+
+    The network is fully convolutional (OpenCV DNN runs it at any size, and the 2026may release is
+    the same graph with dynamic dims), but ONNX Runtime enforces declared shapes; relaxed, it runs
+    on the downscaled frame instead of a 640x640 canvas. Models already dynamic are left alone."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or not (dims[2].HasField("dim_value") and dims[3].HasField("dim_value")):
+        return model
+    if {o.name for o in model.graph.output} != set(YUNET_OUTPUTS):
+        return model  # not YuNet: the constructor will say so
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for out in model.graph.output:
+        out_dims = out.type.tensor_type.shape.dim
+        if len(out_dims) > 1:
+            out_dims[1].dim_param = "anchors"
+    del model.graph.value_info[:]  # stale intermediate shapes; ONNX Runtime infers them again
+    return model
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -238,7 +258,7 @@ class YunetDetector:
         """Resolve the model file (see `resolve_detector_model`) and open it on a backend."""
         model_path = resolve_detector_model(path)
         if model_path.suffix.lower() == ".onnx":
-            model = load_onnx(model_path, "detector model")
+            model = relax_input_shape(load_onnx(model_path, "detector model"))
             be = open_backend(model_path, backend, model=model, threads=threads, **backend_options)
         else:
             be = open_backend(model_path, backend, **backend_options)
