@@ -9,15 +9,17 @@ from onnxruntime.quantization import CalibrationDataReader
 
 
 class ArrayDataReader(CalibrationDataReader):
-    """Yields `{input_name: batch}` over a prepared N x ... float32 array, `batch` rows at a time.
+    """Yields `{input_name: batch}` over a prepared N x ... float32 array, at most `batch` rows at
+    a time, all batches the same size (the largest divisor of N up to `batch`: ONNX Runtime's
+    Entropy and Percentile calibrators stack per-batch outputs and fail on a ragged last batch).
 
-    `rewind()` restarts it (ORT's quantiser reads a reader once; the drift step and
-    `--keep-float auto` re-quantise, so they rewind)."""
+    `rewind()` restarts it."""
 
     def __init__(self, input_name: str, data: np.ndarray, batch: int = 64) -> None:
         self.input_name = input_name
         self.data = np.ascontiguousarray(data, dtype=np.float32)
-        self.batch = max(1, int(batch))
+        n = len(self.data)
+        self.batch = next((b for b in range(min(max(1, int(batch)), max(n, 1)), 0, -1) if n % b == 0), 1)
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:

@@ -7,8 +7,10 @@ product) and is the same file TensorRT compiles to an INT8 engine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -85,16 +87,18 @@ def quantize_int8(model_path: Path, out_path: Path, reader: Any, method: str = "
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
-            quantize_static(
-                str(src), str(out_path), reader,
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=per_channel,
-                calibrate_method=calibrate_method(method),
-                nodes_to_exclude=keep_float,
-                extra_options=extra_options,
-            )
+            # ORT's histogram calibrators print progress to stdout; keep stdout for our --json output.
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(
+                    str(src), str(out_path), reader,
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=per_channel,
+                    calibrate_method=calibrate_method(method),
+                    nodes_to_exclude=keep_float,
+                    extra_options=extra_options,
+                )
         finally:
             os.chdir(cwd)
     done = {"format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric" +
