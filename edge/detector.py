@@ -286,11 +286,14 @@ class YunetDetector:
         return boxes[keep], scores[keep], kps[keep]
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in a BGR (or gray) frame, in frame pixels, best score first."""
-        if image.ndim == 2:
+        """Faces in a BGR (or gray, or BGRA) uint8 frame, in frame pixels, best score first."""
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4)):
             import cv2
 
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            code = cv2.COLOR_BGRA2BGR if image.ndim == 3 and image.shape[2] == 4 else cv2.COLOR_GRAY2BGR
+            image = cv2.cvtColor(image, code)
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"not an image frame: shape {image.shape}")
         blob, scale, pw, ph = self.blob(image)
         boxes, scores, kps = self.detect_input(blob, pw, ph)
         faces = []

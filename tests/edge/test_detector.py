@@ -122,8 +122,11 @@ def test_faces_are_in_frame_pixels_sorted_and_thresholded(detector, face_photo):
     # right eye (image left) before left eye, eyes above nose above mouth
     lm = faces[0].landmarks
     assert lm[0, 0] < lm[1, 0] and lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()
-    # gray frames work too
+    # gray and BGRA frames work too
     assert len(detector.detect(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))) == len(faces)
+    assert len(detector.detect(cv2.cvtColor(img, cv2.COLOR_BGR2BGRA))) == len(faces)
+    with pytest.raises(ValueError):
+        detector.detect(np.zeros((4, 4, 2), np.uint8))
 
 
 def test_min_face_size_and_empty_frames(yunet_path, face_photo):
