@@ -508,8 +508,14 @@ class MqttSink(NullSink):
             return
         if self._awaiting_connack:
             self._awaiting_connack = False
-            hint = "" if self.config.tls else " (a TLS port? use mqtts://)"
-            self._set_error(f"{self.config.url} closed the connection before answering the login{hint}")
+            if str(reason) == "Keep alive timeout":  # our side gave up waiting: hung broker or partition
+                self._set_error(
+                    f"no answer from {self.config.url} within {self.config.keepalive} s (broker hung or network down); retrying",
+                    logging.WARNING,
+                )
+            else:
+                hint = "" if self.config.tls else " (a TLS port? use mqtts://)"
+                self._set_error(f"{self.config.url} closed the connection before answering the login{hint}")
         elif was:
             self._set_error(f"connection to {self.config.url} lost ({reason}); buffering", logging.WARNING)
 
