@@ -75,6 +75,25 @@ def test_decoding_matches_opencv_on_all_shared_photos(yunet_path, photos_dir, ca
     assert r["max_landmark_px"] <= 1.0
 
 
+def test_decoding_matches_opencv_on_padded_non_square_inputs(yunet_path, face_clip, tmp_path):
+    """640x480 frames go in as 320x240 padded to 320x256, and at width 416 as 416x312 padded to
+    416x320: rows and columns of every stride come from the padded size, as in OpenCV."""
+    clip, _ = face_clip
+    cap = cv2.VideoCapture(str(clip))
+    paths = []
+    for i in range(30):
+        ok, frame = cap.read()
+        if ok and i % 5 == 0:
+            paths.append(tmp_path / f"f{i}.png")
+            cv2.imwrite(str(paths[-1]), frame)
+    cap.release()
+    for width in (320, 416):
+        det = YunetDetector.open(yunet_path, threads=1, input_width=width, min_face=0)
+        r = compare_with_opencv(det, yunet_path, paths)
+        assert r["ref"] == r["ours"] >= len(paths) and r["unmatched"] == 0, (width, r)
+        assert r["min_iou"] >= 0.95 and r["max_landmark_px"] <= 1.0, (width, r)
+
+
 def test_fixed_shape_model_opened_as_is_uses_a_padded_canvas(shared_dir, photos_dir):
     """The 2023mar release declares 1x3x640x640; a backend that enforces it (as a static engine
     would) gets frames fitted and zero-padded into 640x640, decoded like OpenCV does."""
