@@ -122,3 +122,17 @@ def test_realigned_fer_faces_reproduce_the_original_framing(fer_npz, yunet_path,
     c = np.array([23.5, 23.5])
     _, scale11, _ = median_fit(Aligner((al.template - c) * 1.1 + c, 48), landmarks, centre_frame, UPSCALE)
     assert abs(scale11 - 1.1 * scale) < 0.01 and abs(scale11 - 1.0) >= 0.03
+
+
+def test_derive_template_script_reproduces_the_committed_template(fer_npz, yunet_path, tmp_path):
+    """Short run of scripts/derive_template.py (400 faces): close to the committed template."""
+    import derive_template
+
+    out = tmp_path / "tpl.json"
+    rc = derive_template.main(["--data", str(fer_npz), "--detector", str(yunet_path), "--out", str(out),
+                               "--limit", "400", "--seed", "1"])
+    assert rc == 0
+    got = json.loads(out.read_text())
+    assert got["size"] == 48 and got["n"] >= 350
+    assert np.abs(np.array(got["points"]) - np.array(TEMPLATE["points"])).max() < 1.0
+    assert got["refinement"]["rounds"][-1][0] == pytest.approx(1.0, abs=1e-3)
