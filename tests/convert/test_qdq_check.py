@@ -121,3 +121,15 @@ def test_int32_bias_and_unsupported_op(tiny_qdq: onnx.ModelProto) -> None:
     m = copy(tiny_qdq)
     m.graph.node.append(helper.make_node("NonMaxSuppression", ["y"], ["z"], name="nms"))
     assert any("NonMaxSuppression" in p for p in check_qdq(m).problems)
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_every_calibration_method_gives_a_valid_qdq_graph(method: str, tmp_path: Path) -> None:
+    from edgefer.edge.classifier import default_model_path
+
+    rng = np.random.default_rng(0)
+    out = tmp_path / f"m.{method}.onnx"
+    done = quantize_int8(default_model_path(), out,
+                         ArrayDataReader("input", rng.standard_normal((70, 1, 48, 48)).astype(np.float32)), method=method)
+    assert done["calibration_method"] == method
+    assert check_qdq(onnx.load(str(out))).ok
