@@ -146,6 +146,7 @@ class DiskBuffer:
         self._lock = threading.Lock()
 
     def put(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """As `Buffer.put`; raises sqlite3.Error (e.g. disk full) with the buffer unchanged."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -153,28 +154,29 @@ class DiskBuffer:
                 db.execute(
                     "INSERT INTO messages (topic, payload, retain) VALUES (?, ?, ?)", (topic, bytes(payload), int(retain))
                 )
-                self._count += 1
-                n = 0
-                excess = self._count - self.capacity
+                victims: list[int] = []
+                excess = self._count + 1 - self.capacity
                 if excess > 0:
                     rows = db.execute(
                         "SELECT seq FROM messages ORDER BY seq LIMIT ?", (excess + len(self._inflight),)
                     ).fetchall()
                     victims = [s for (s,) in rows if s not in self._inflight][:excess]
                     db.executemany("DELETE FROM messages WHERE seq=?", [(s,) for s in victims])
-                    n = len(victims)
-                    self._count -= n
-                    self.dropped += n
                     db.execute(
                         "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
                         "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                        (self.dropped,),
+                        (self.dropped + len(victims),),
                     )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
                 raise
-            return n
+            self._count += 1 - len(victims)
+            self.dropped += len(victims)
+            return len(victims)
 
     def take(self, limit: int) -> list[Message]:
         with self._lock:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +98,29 @@ def test_throughput(tmp_path):
         b.close()
     print("buffer throughput (messages/s, put+take+ack, 800 B):", {k: round(v) for k, v in rates.items()})
     assert rates["disk"] > 500
+
+
+def test_disk_full_is_counted_not_fatal(tmp_path):
+    """A file-size limit makes SQLite fail like a full disk: the sink counts, logs, keeps going."""
+    code = f"""
+import resource, signal, json
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from edgefer.edge.sinks.mqtt import MqttSink
+import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from mqtt_scenarios import make_result
+sink = MqttSink.from_url("mqtt://127.0.0.1:9", state_dir={str(tmp_path / "state")!r}, buffer_size=100000, close_timeout_s=0)
+sink.publish(make_result(0))
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+for i in range(1, 2000):
+    sink.publish(make_result(i))
+s = sink.stats()
+sink.close()
+print(json.dumps(s))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads(p.stdout.strip().splitlines()[-1])
+    print("disk full:", s)
+    assert s["published"] == 2000 and s["write_errors"] > 0
+    assert s["buffered"] + s["write_errors"] == 2000
+    assert p.stderr.count("cannot store a message in the buffer") == 1  # logged, not once per message
