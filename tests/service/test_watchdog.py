@@ -8,13 +8,13 @@ import time
 
 import pytest
 import time_machine
-from edgefer.edge.runner import Runner
-from edgefer.edge.service import Notifier, Service
-from edgefer.edge.sources.capture import Capture
 from notify_socket import NotifySocket
 from standins import AppearingCamera, GeneratedSource, RecordingSink, StandInPipeline
 
 from edgefer.config import load_config
+from edgefer.edge.runner import Runner
+from edgefer.edge.service import Notifier, Service
+from edgefer.edge.sources.capture import Capture
 
 GOOD = "[service]\nhang_timeout_s = 0.6\nstats_interval_s = 0.2\nstop_timeout_s = 1.0\n[source]\nstall_timeout_s = 1.0\n"
 
