@@ -50,6 +50,7 @@ class Request:
     trt_fp16_flag: bool = False
     legacy_calibrator: bool = False
     detector_width: int = 320
+    face_detector: Path | None = None  # YuNet for --eval photo folders (classifier)
 
 
 @dataclass
@@ -293,7 +294,7 @@ def _photo_faces(ctx: Context):
     from edgefer.edge.photos import load_photo_folder
     from edgefer.edge.pipeline import build_pipeline
 
-    pipe = build_pipeline(model=ctx.req.model)
+    pipe = build_pipeline(model=ctx.req.model, detector=ctx.req.face_detector)
     try:
         return load_photo_folder(ctx.req.eval_data, pipe)
     finally:

@@ -64,7 +64,7 @@ def mend_file(path: Path, max_rounds: int = 500) -> int:
             lines = src.splitlines()
             i = (exc.lineno or 1) - 1
             if "non-default argument" not in (exc.msg or "") and "parameter without a default" not in (exc.msg or ""):
-                raise SystemExit(f"{path}:{exc.lineno}: cannot mend: {exc.msg}")
+                raise SystemExit(f"{path}:{exc.lineno}: cannot mend: {exc.msg}") from None
             lines[i] = mend_defaults(lines[i])
             src = "\n".join(lines) + "\n"
             fixes += 1

@@ -10,7 +10,13 @@ import click
 
 @click.group("calibration")
 def calibration() -> None:
-    """Calibration sets for `edgefer convert --to *-int8`."""
+    """Calibration sets for `edgefer convert --to *-int8`.
+
+    \b
+    Example:
+      edgefer calibration build --from ../shared/data/fer2013/fer2013_trainval.npz --out calib.npz
+      edgefer calibration build --from photos/ --from clip.mp4 --out site-calib.npz --per-class 50
+    """
 
 
 @calibration.command("build")

@@ -25,6 +25,8 @@ TARGETS = ("onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
 @click.option("--keep-float", default="", help="Comma-separated node names kept in float, or 'auto' "
               "(keep the intensity head in float when drift passes the thresholds; needs --eval).")
 @click.option("--detector", "kind", flag_value="detector", help="Treat the model as the YuNet detector (default: auto).")
+@click.option("--face-detector", type=click.Path(path_type=Path),
+              help="YuNet ONNX that finds faces when --eval is a photo folder (default: cache/download).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output file (.onnx or .engine).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--threads", type=int, default=0, help="ONNX Runtime threads for the drift evaluation.")
@@ -34,7 +36,7 @@ TARGETS = ("onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
 @click.option("--legacy-calibrator", is_flag=True, help="LEGACY FALLBACK for TensorRT < 10.1: implicit INT8 calibration.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
 def convert(model: Path | None, target: str, calib: Path | None, eval_data: Path | None, split: str,
-            max_drop: float | None, method: str, keep_float: str, kind: str | None, out: Path, force: bool,
+            max_drop: float | None, method: str, keep_float: str, kind: str | None, face_detector: Path | None, out: Path, force: bool,
             threads: int, workspace_mb: int, timing_cache: Path | None, trt_fp16_flag: bool,
             legacy_calibrator: bool, as_json: bool) -> None:
     """Convert the FP32 model for a device: FP16 or INT8 (explicit Q/DQ) ONNX, or a TensorRT engine
@@ -47,14 +49,16 @@ def convert(model: Path | None, target: str, calib: Path | None, eval_data: Path
       edgefer convert --to onnx-int8 --calib calib.npz \\
           --eval ../shared/data/fer2013/fer2013_trainval.npz --max-drop 0.5 --out model.int8.onnx
     """
-    from edgefer.convert.chain import Request, convert as run_chain
+    from edgefer.convert.chain import Request
+    from edgefer.convert.chain import convert as run_chain
     from edgefer.edge.classifier import default_model_path
 
     keep: list[str] | str = "auto" if keep_float == "auto" else [n for n in keep_float.split(",") if n]
     req = Request(model=model or default_model_path(), target=target, out=out, calib=calib, eval_data=eval_data,
                   split=split or None, max_drop=max_drop, method=method, keep_float=keep, force=force,
                   kind=kind or "auto", threads=threads, workspace_mb=workspace_mb, timing_cache=timing_cache,
-                  trt_fp16_flag=trt_fp16_flag, legacy_calibrator=legacy_calibrator)
+                  trt_fp16_flag=trt_fp16_flag, legacy_calibrator=legacy_calibrator,
+                  face_detector=face_detector)
     summary = run_chain(req)
     if as_json:
         click.echo(json.dumps(summary, default=str))

@@ -12,7 +12,13 @@ import click
 def doctor(as_json: bool) -> int:
     """ONNX Runtime providers, INT8 support of the CPU, TensorRT and CUDA versions, GPU compute
     capability, cameras, OpenCV GStreamer support, picamera2; each missing piece with its install
-    hint. Exits 1 only when a required piece (ONNX Runtime) is missing."""
+    hint. Exits 1 only when a required piece (ONNX Runtime) is missing.
+
+    \b
+    Example:
+      edgefer doctor
+      edgefer doctor --json
+    """
     from edgefer.doctor import run_checks
 
     checks = run_checks()
