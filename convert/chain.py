@@ -346,6 +346,10 @@ def build_trt(ctx: Context) -> Path:
 def convert(req: Request) -> dict[str, Any]:
     """Run the chain; returns a summary (output path, steps, drift). Raises UserError on failure,
     including a failed `--max-drop` (after setting the artifact aside as `*.FAILED.*`)."""
+    for name in ("model", "out", "calib", "eval_data", "timing_cache", "face_detector"):
+        value = getattr(req, name)
+        if value is not None:
+            setattr(req, name, Path(value).absolute())
     ctx = Context(req)
     t0 = time.monotonic()
     check_request(ctx)

@@ -68,6 +68,7 @@ def quantize_int8(model_path: Path, out_path: Path, reader: Any, method: str = "
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     keep_float = list(keep_float or [])
+    model_path, out_path = Path(model_path).absolute(), Path(out_path).absolute()  # we chdir below
     extra_options = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,

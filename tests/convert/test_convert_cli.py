@@ -107,3 +107,15 @@ def test_converted_model_refuses_reconversion(int8_run, tmp_path: Path, edgefer_
     out, _ = int8_run
     r = edgefer_cli("convert", "--model", out, "--to", "onnx-fp16", "--out", tmp_path / "x.onnx")
     assert one_line_error(r) and "already converted" in r.stderr
+
+
+def test_relative_paths(calib_set: Path, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(calib_set, tmp_path / "calib.npz")
+    r = subprocess.run([sys.executable, "-m", "edgefer", "convert", "--to", "onnx-int8", "--calib", "calib.npz",
+                        "--out", "m.int8.onnx"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert read_onnx_info(tmp_path / "m.int8.onnx").precision == "int8"
