@@ -11,9 +11,11 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import logging
 import os
 import socket
 import stat
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edgefer.errors import ConfigError, UserError
 
 REALM = "edgefer"
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -138,6 +142,15 @@ class LocalHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 (socketserver's signature)
+        """A client that went away is routine (debug); anything else is a bug: logged with its traceback
+        instead of socketserver's print to stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("client %s went away: %s", client_address[0], exc)
+        else:
+            log.exception("error serving %s", client_address[0])
 
 
 def bind_server(host: str, port: int, handler: type[BaseHTTPRequestHandler], key: str) -> LocalHTTPServer:

@@ -90,7 +90,7 @@ class _Published:
         with self._lock:
             if self._jpeg is None:
                 self._jpeg = sink.encode(self.result, self.fps)
-                sink.frames_encoded += 1
+                sink._count("frames_encoded", 1)
             return self._jpeg
 
 
@@ -110,6 +110,7 @@ class WebSink(NullSink):
         self._closed = threading.Event()
         self.frames_encoded = 0  # JPEGs made: at most one per published frame, none while nobody watches
         self.streams = 0  # streams being served now
+        self._counts_lock = threading.Lock()
         self.server = None
         self._thread: threading.Thread | None = None
         if not self.config.enabled:
@@ -152,6 +153,10 @@ class WebSink(NullSink):
             self._seq += 1
             self._latest = _Published(result, self._seq, self._fps)
             self._cond.notify_all()
+
+    def _count(self, name: str, delta: int) -> None:
+        with self._counts_lock:
+            setattr(self, name, getattr(self, name) + delta)
 
     def stats(self) -> dict[str, int]:
         """For the runner's status snapshot (it reports them as `web_streams`, `web_frames_encoded`)."""
@@ -258,8 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
             pub = sink.latest()
             if pub is None:
                 self._send(503, "text/plain; charset=utf-8", b"no frame yet\n")
-            else:
-                self._send(200, "image/jpeg", pub.jpeg(sink))
+                return
+            try:
+                data = pub.jpeg(sink)
+            except Exception:  # a bug in drawing or encoding: logged with its traceback, the server lives on
+                log.exception("web: cannot draw frame %d", pub.result.frame.index)
+                self._send(500, "text/plain; charset=utf-8", b"cannot draw this frame\n")
+                return
+            self._send(200, "image/jpeg", data)
         elif path == "/stream.mjpg":
             self._stream()
         else:
@@ -271,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b"too many streams\n")
             return
         self.close_connection = True
-        sink.streams += 1
+        sink._count("streams", 1)
         try:
             self.send_response(200)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -307,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
                 seq, sent_at = pub.seq, time.monotonic()
         except OSError as e:  # client went away or stopped reading (socket timeout)
             log.debug("web: stream to %s ended: %s", self.client_address[0], e)
+        except Exception:  # a bug in drawing or encoding: end this stream (the page reconnects), log it
+            log.exception("web: stream to %s ended: cannot draw a frame", self.client_address[0])
         finally:
-            sink.streams -= 1
+            sink._count("streams", -1)
             sink._streams.release()

@@ -65,25 +65,33 @@ def get(url: str, auth: tuple[str, str] | None = None, timeout: float = 10) -> t
 
 
 def read_parts(host: str, port: int, n: int, timeout: float = 10.0, auth_header: str = "") -> list[bytes]:
-    """The first `n` JPEG parts of /stream.mjpg, parsed by their Content-Length."""
+    """The first `n` JPEG parts of /stream.mjpg, parsed by their Content-Length. ConnectionError when
+    the server ends the stream first."""
     s = socket.create_connection((host, port), timeout=timeout)
+
+    def more() -> bytes:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the stream")
+        return chunk
+
     try:
         s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n{auth_header}\r\n".encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
-            buf += s.recv(65536)
+            buf += more()
         head, buf = buf.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 200"), head
         assert f"multipart/x-mixed-replace; boundary={BOUNDARY}".encode() in head
         parts = []
         while len(parts) < n:
             while b"\r\n\r\n" not in buf:
-                buf += s.recv(65536)
+                buf += more()
             part_head, buf = buf.split(b"\r\n\r\n", 1)
             assert part_head.startswith(f"--{BOUNDARY}\r\n".encode()), part_head[:80]
             length = int(part_head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             while len(buf) < length + 2:
-                buf += s.recv(65536)
+                buf += more()
             parts.append(buf[:length])
             buf = buf[length + 2:]
         return parts
@@ -442,3 +450,16 @@ def test_page_in_headless_chromium_with_credentials(browser, results, tmp_path, 
         _check_screenshot(browser.screenshot(), sink, r, tmp_path / "overlay-auth.png")
     finally:
         sink.close()
+
+
+def test_a_frame_that_cannot_be_drawn_is_logged_and_the_server_lives_on(sink, results, caplog):
+    bad = fresh(results[0], 1, np.zeros((0, 0, 3), np.uint8))  # a bug upstream: an empty image
+    sink.publish(bad)
+    with caplog.at_level("ERROR", logger="edgefer.edge.sinks.web"):
+        assert get(sink.url + "frame.jpg")[0] == 500
+        with pytest.raises(ConnectionError):
+            read_parts(*sink.address, 1, timeout=5)
+    assert "cannot draw" in caplog.text
+    sink.publish(fresh(results[0], 2))
+    assert get(sink.url + "frame.jpg")[0] == 200
+    assert len(read_parts(*sink.address, 1)) == 1
