@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefer.errors import ConfigError
 from edgefer.types import Face, FaceResult, Frame, FrameResult
 
 from .align import Aligner
@@ -29,8 +30,6 @@ class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, aligner: Aligner | None = None,
                  max_faces: int = 8) -> None:
         if max_faces < 1:
-            from edgefer.errors import ConfigError
-
             raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
         self.detector = detector
         self.classifier = classifier
@@ -47,8 +46,6 @@ class Pipeline:
 
     def select(self, faces: list[Face]) -> list[Face]:
         """The `max_faces` largest faces (by box area), largest first."""
-        if len(faces) <= self.max_faces:
-            return sorted(faces, key=lambda f: -float(f.box[2] * f.box[3]))
         return sorted(faces, key=lambda f: -float(f.box[2] * f.box[3]))[: self.max_faces]
 
     def classify_faces(self, image: np.ndarray, faces: list[Face]) -> tuple[list[FaceResult], float, float]:
