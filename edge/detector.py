@@ -40,6 +40,9 @@ YUNET_MODELS: dict[str, str] = {
     "face_detection_yunet_2023mar.onnx": "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
 }
 DEFAULT_DETECTOR = "face_detection_yunet_2026may.onnx"
+#: Releases with the same weights and outputs (2026may is 2023mar with dynamic H and W; the fixed
+#: shape is relaxed in memory, see `relax_input_shape`): a fallback when one cannot be fetched.
+EQUIVALENT = {"face_detection_yunet_2026may.onnx": "face_detection_yunet_2023mar.onnx"}
 STRIDES = (8, 16, 32)
 DIVISOR = 32
 YUNET_OUTPUTS = tuple(f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES)
@@ -79,6 +82,10 @@ def verify_sha256(path: Path, expected: str) -> None:
                           f"delete the file and fetch it again ({ZOO_URL}{path.name})")
 
 
+class DownloadError(ConfigError):
+    """The file could not be fetched (network, HTTP error); unlike a sha256 mismatch, worth a retry elsewhere."""
+
+
 def download(url: str, target: Path, expected: str, timeout: float = 30.0) -> Path:
     """Fetch `url` into `target` (temp file, sha256 check, then rename): never a half-written model."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +101,7 @@ def download(url: str, target: Path, expected: str, timeout: float = 30.0) -> Pa
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise ConfigError(f"detector model {target.name} is not at {target} and cannot be downloaded from {url} "
+        raise DownloadError(f"detector model {target.name} is not at {target} and cannot be downloaded from {url} "
                           f"({reason}); download it on a connected machine and copy it to {target}, "
                           f"or pass --detector PATH") from None
     finally:
@@ -105,12 +112,16 @@ def download(url: str, target: Path, expected: str, timeout: float = 30.0) -> Pa
 
 def resolve_detector_model(path: str | Path | None = None, name: str = DEFAULT_DETECTOR,
                            cache: Path | None = None, allow_download: bool | None = None,
-                           url: str | None = None) -> Path:
-    """The detector file to use.
+                           url: str | None = None, base_url: str = ZOO_URL) -> Path:
+    """The detector file to use (`url`: exactly this file, no fallback; `base_url`: the folder
+    that publishes the known releases).
 
     1. `path` when given (a known YuNet file name must carry its pinned sha256);
-    2. else `<cache>/<name>` (verified against the pinned sha256);
-    3. else a download from OpenCV Zoo (or `url`) into the cache, verified before it is kept.
+    2. else `<cache>/<name>`, or the cached equivalent release (`EQUIVALENT`), verified against
+       the pinned sha256;
+    3. else a download from OpenCV Zoo (or `url`) into the cache, verified before it is kept; when
+       `name` cannot be fetched (network error, not published), its equivalent release is tried.
+       A file that arrives with the wrong sha256 is refused outright.
     `allow_download=None` follows the environment: `EDGEFER_OFFLINE=1` forbids downloading.
     """
     if path is not None:
@@ -121,17 +132,26 @@ def resolve_detector_model(path: str | Path | None = None, name: str = DEFAULT_D
     if name not in YUNET_MODELS:
         raise ConfigError(f"unknown detector model {name!r} (known: {', '.join(YUNET_MODELS)}); "
                           "pass a file with --detector PATH")
-    target = (cache or cache_dir()) / name
-    if target.exists():
-        verify_sha256(target, YUNET_MODELS[name])
-        return target
+    folder = cache or cache_dir()
+    names = [name] + ([EQUIVALENT[name]] if name in EQUIVALENT and url is None else [])
+    for n in names:
+        if (folder / n).exists():
+            verify_sha256(folder / n, YUNET_MODELS[n])
+            return folder / n
+    target = folder / name
     if allow_download is None:
         allow_download = os.environ.get("EDGEFER_OFFLINE", "") not in ("1", "true", "yes")
     if not allow_download:
         raise ConfigError(f"detector model {name} not found at {target} (downloads are off); "
                           f"fetch {ZOO_URL}{name} and copy it to {target}, or pass --detector PATH")
-    log.info("downloading the face detector %s into %s (once)", name, target.parent)
-    return download(url or ZOO_URL + name, target, YUNET_MODELS[name])
+    errors: list[DownloadError] = []
+    for n in names:
+        log.info("downloading the face detector %s into %s (once)", n, folder)
+        try:
+            return download(url or base_url + n, folder / n, YUNET_MODELS[n])
+        except DownloadError as exc:
+            errors.append(exc)
+    raise errors[0]  # the message names the file asked for and where to put it
 
 
 # ---------------------------------------------------------------------------------------------

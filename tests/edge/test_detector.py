@@ -256,3 +256,18 @@ def test_corrupt_or_foreign_model_files_are_refused(tmp_path):
         YunetDetector.open(junk)
     with pytest.raises(ConfigError, match="not a YuNet model"):
         YunetDetector.open(default_model_path())
+
+
+def test_download_falls_back_to_the_equivalent_release(shared_dir, tmp_path, loopback_server):
+    """2026may not published (404) -> 2023mar, the same network, is fetched, verified and used."""
+    www, url = loopback_server
+    old = shared_dir / "models" / "face_detection_yunet_2023mar.onnx"
+    shutil.copy(old, www / old.name)
+    cache = tmp_path / "cache"
+    got = resolve_detector_model(cache=cache, allow_download=True, base_url=url)
+    assert got == cache / old.name and got.read_bytes() == old.read_bytes()
+    assert resolve_detector_model(cache=cache, allow_download=False) == got  # cached now
+    # a tampered file is refused, never replaced by the fallback
+    (www / "face_detection_yunet_2026may.onnx").write_bytes(b"tampered")
+    with pytest.raises(ConfigError, match="sha256"):
+        resolve_detector_model(cache=tmp_path / "c2", allow_download=True, base_url=url)
