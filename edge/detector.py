@@ -88,8 +88,12 @@ class DownloadError(ConfigError):
 
 def download(url: str, target: Path, expected: str, timeout: float = 30.0) -> Path:
     """Fetch `url` into `target` (temp file, sha256 check, then rename): never a half-written model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise ConfigError(f"{target.parent}: cannot write the detector cache ({exc.strerror}); "
+                          f"put {target.name} somewhere and pass --detector PATH") from None
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while chunk := resp.read(1 << 16):
@@ -98,6 +102,7 @@ def download(url: str, target: Path, expected: str, timeout: float = 30.0) -> Pa
         if actual != expected:
             raise ConfigError(f"{url}: downloaded file has sha256 {actual[:16]}..., expected the pinned "
                               f"{expected[:16]}...; refused (nothing was saved)")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
