@@ -215,8 +215,7 @@ class MetricsSink(NullSink):
 
     def close(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()
             if self._thread is not None:
                 self._thread.join(timeout=2.0)
             self.server = None

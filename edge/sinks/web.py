@@ -201,8 +201,7 @@ class WebSink(NullSink):
             self._latest = None
             self._cond.notify_all()
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()
             if self._thread is not None:
                 self._thread.join(timeout=2.0)
 

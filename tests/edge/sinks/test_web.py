@@ -463,3 +463,50 @@ def test_a_frame_that_cannot_be_drawn_is_logged_and_the_server_lives_on(sink, re
     sink.publish(fresh(results[0], 2))
     assert get(sink.url + "frame.jpg")[0] == 200
     assert len(read_parts(*sink.address, 1)) == 1
+
+
+def test_page_reconnects_after_a_restart(browser, results, tmp_path):
+    """SIGHUP reload or a service restart closes the server; the open page picks the new one up."""
+    first = WebSink(WebConfig(enabled=True, port=0))
+    host, port = first.address
+    second = None
+    try:
+        first.publish(fresh(results[0], 1))
+        browser.navigate(first.url)
+        browser.wait_for('document.getElementById("fps").textContent.includes("frame 1 ")')
+        browser.wait_for('document.getElementById("stream").naturalWidth > 0')
+        first.close()
+        browser.wait_for('document.getElementById("fps").textContent === "disconnected"')
+        second = WebSink(WebConfig(enabled=True, host=host, port=port))
+        r = results[2]
+        second.publish(fresh(r, 9))
+        browser.wait_for('document.getElementById("fps").textContent.includes("frame 9 ")')
+        deadline = time.monotonic() + 10
+        while True:  # the stream shows the new service's frame
+            shot = cv2.imdecode(np.frombuffer(browser.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+            best = cv2.minMaxLoc(cv2.matchTemplate(shot, second.render(r), cv2.TM_CCOEFF_NORMED))[1]
+            if best > 0.95 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert best > 0.95, f"new frame not shown after the restart (best match {best:.3f})"
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+def test_nothing_is_served_after_close_not_even_on_kept_alive_connections(results):
+    import http.client
+
+    sink = WebSink(WebConfig(enabled=True, port=0))
+    sink.publish(fresh(results[0], 0))
+    conn = http.client.HTTPConnection(*sink.address, timeout=5)
+    conn.request("GET", "/results.json")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Connection") != "close"
+    resp.read()
+    sink.close()
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        conn.request("GET", "/results.json")
+        conn.getresponse()
+    conn.close()
