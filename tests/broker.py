@@ -167,7 +167,7 @@ class Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.cleanup()
 
     def cleanup(self) -> None:
         self.stop()

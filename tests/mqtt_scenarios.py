@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from broker import Mosquitto, Subscriber
-from edgefer.edge.sinks.mqtt import MqttSink
 
+from edgefer.edge.sinks.mqtt import MqttSink
 from edgefer.types import Face, FaceResult, Frame, FrameResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def broker_absent_at_start(workdir: Path, absent_s: float = 10.0, rate: float = 
     out.update(start_ms=round(start_ms, 1), absent_s=absent_s, buffered_at_appearance=buffered_at_appearance, connect_after_s=round(connect_s, 2))
     sink.close()
     sub.close()
-    broker.stop()
+    broker.cleanup()
     return out
 
 
@@ -207,7 +207,7 @@ def overflow(workdir: Path, capacity: int = 1000, produced: int = 5000, state_di
     }
     sink.close()
     sub.close()
-    broker.stop()
+    broker.cleanup()
     return out
 
 
@@ -272,7 +272,7 @@ def sigkill_restart(workdir: Path, count: int = 500) -> dict:
     if p2.returncode:
         out["child_stderr"] = err_text[-500:]
     sub.close()
-    broker.stop()
+    broker.cleanup()
     return out
 
 

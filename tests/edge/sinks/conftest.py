@@ -14,4 +14,4 @@ def broker(tmp_path):
     b = Mosquitto(tmp_path / "broker")
     b.start()
     yield b
-    b.stop()
+    b.cleanup()
