@@ -153,3 +153,16 @@ def compare_runtime(sidecar: dict[str, Any], trt_version: str, compute_capabilit
     if key["compute_capability"] != compute_capability:
         out.append(f"GPU compute capability {key['compute_capability']} != {compute_capability} here")
     return out
+
+
+def cache_decision(check: EngineCheck) -> str:
+    """What to do with the engine at a cache path: "use" it, "build" it (absent, or stale: another
+    TensorRT, GPU or ONNX; rebuilding overwrites it, it is never loaded), or "refuse" (a file whose
+    sidecar is missing, malformed or does not match it: not ours to overwrite or load)."""
+    if check.status == "ok":
+        return "use"
+    if check.status == "stale":
+        return "build"
+    if any("engine file not found" in r for r in check.reasons):
+        return "build"
+    return "refuse"

@@ -103,3 +103,16 @@ def test_detector_sidecar_has_no_contract(tmp_path: Path) -> None:
     write_sidecar(engine, make_sidecar(None, KEY, sha256_file(engine), {}))
     check = check_engine(engine, KEY, tmp_path)
     assert check.status == "ok" and contract_of(check.sidecar, "y") is None
+
+
+def test_cache_decision(tmp_path: Path) -> None:
+    from edgefer.convert.engine_cache import cache_decision
+
+    missing = check_engine(tmp_path / "absent.engine", KEY, tmp_path)
+    assert cache_decision(missing) == "build"
+    engine = fake_engine(tmp_path)
+    assert cache_decision(check_engine(engine, KEY, tmp_path)) == "use"
+    other = EngineKey("a" * 64, "10.4.0", "8.7", "int8")
+    assert cache_decision(check_engine(engine, other, tmp_path)) == "build"  # stale: rebuilt, never loaded
+    engine.write_bytes(b"someone else's file")
+    assert cache_decision(check_engine(engine, KEY, tmp_path)) == "refuse"

@@ -61,3 +61,18 @@ def test_build_and_run_engine(target: str, fer_npz: Path, tmp_path: Path, edgefe
     out.write_bytes(out.read_bytes() + b"\0")
     r = edgefer_cli("eval", fer_npz, "--split", "PublicTest", "--model", out)
     assert r.returncode != 0 and "sha256" in r.stderr
+
+
+@pytest.mark.tensorrt
+def test_engine_cache_builds_once_then_reuses(int8_run, tmp_path: Path) -> None:
+    from edgefer.convert.chain import ensure_engine
+    from edgefer.edge.classifier import Classifier
+
+    onnx_path, _ = int8_run
+    first = ensure_engine(onnx_path, tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert ensure_engine(onnx_path, tmp_path) == first and first.stat().st_mtime_ns == mtime
+    clf = Classifier.open(first)
+    probs, inten, finite = clf.classify(np.zeros((3, clf.size, clf.size), np.uint8))
+    assert probs.shape == (3, 7) and finite.all()
+    clf.close()
