@@ -530,7 +530,11 @@ class MqttSink(NullSink):
                     logging.WARNING,
                 )
             else:
-                hint = "" if self.config.tls else " (a TLS port? use mqtts://)"
+                hint = (
+                    " (does it require a client certificate? check cert_file/key_file)"
+                    if self.config.tls
+                    else " (a TLS port? use mqtts://)"
+                )
                 self._set_error(f"{self.config.url} closed the connection before answering the login{hint}")
         elif was:
             self._set_error(f"connection to {self.config.url} lost ({reason}); buffering", logging.WARNING)

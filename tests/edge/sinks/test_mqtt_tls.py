@@ -63,7 +63,11 @@ def pki(tmp_path_factory):
     other = _cert("some other CA", other_key, _name("some other CA"), other_key, ca=True)
     san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     srv = _cert("localhost", srv_key, ca.subject, ca_key, ca=False, san=san)
+    cli_key = ec.generate_private_key(ec.SECP256R1())
+    cli = _cert("edgefer-device", cli_key, ca.subject, ca_key, ca=False)
     return {
+        "client_cert": _write(d / "client.pem", cli),
+        "client_key": _write(d / "client.key", cli_key),
         "ca": _write(d / "ca.pem", ca),
         "wrong_ca": _write(d / "other-ca.pem", other),
         "cert": _write(d / "server.pem", srv),
@@ -140,3 +144,20 @@ def test_password_never_logged(tls_broker, pki, monkeypatch, caplog):
     _attempt(tls_broker.tls_url, "s3cret", pki, monkeypatch, ca_file=pki["ca"])
     _attempt(tls_broker.tls_url, "wr0ngpass", pki, monkeypatch, ca_file=pki["ca"])
     assert "s3cret" not in caplog.text and "wr0ngpass" not in caplog.text
+
+
+def test_client_certificate_required(pki, monkeypatch):
+    """A broker that requires client certificates: the device's certificate connects, none fails."""
+    b = Mosquitto(tls={"ca": pki["ca"], "cert": pki["cert"], "key": pki["key"], "require_certificate": True},
+                  users={"cam": "s3cret"})
+    b.start()
+    try:
+        ok, err, dt = _attempt(b.tls_url, "s3cret", pki, monkeypatch, ca_file=pki["ca"],
+                               cert_file=pki["client_cert"], key_file=pki["client_key"])
+        print(f"client certificate: connected={ok} in {dt:.2f} s")
+        assert ok and err is None
+        ok, err, dt = _attempt(b.tls_url, "s3cret", pki, monkeypatch, ca_file=pki["ca"])
+        print(f"no client certificate: connected={ok}, {dt:.2f} s: {err}")
+        assert not ok and err and "client certificate" in err
+    finally:
+        b.cleanup()
