@@ -135,6 +135,12 @@ def load_source(ctx: Context) -> None:
             raise ConfigError(f"{r.model}: not a YuNet detector (outputs {sorted(outputs)})")
     else:
         raise ConfigError(f"{r.model}: not an edgefer model (no 'edgefer' contract metadata) and not a YuNet detector")
+    if isinstance(r.keep_float, list):
+        names = {n.name for n in model.graph.node}
+        unknown = [n for n in r.keep_float if n not in names]
+        if unknown:
+            raise UserError(f"--keep-float: no node named {', '.join(map(repr, unknown))} in {r.model} "
+                            f"(e.g. {', '.join(sorted(names)[:3])})")
     ctx.model, ctx.kind = model, kind
     ctx.details["source_sha256"] = sha256_file(r.model)
     ctx.record("load_source", model=str(r.model), kind=kind, nodes=len(model.graph.node))

@@ -90,6 +90,7 @@ def test_bad_input_one_line_nothing_written(calib_set: Path, tmp_path: Path, edg
         "empty calibration": ["--to", "onnx-int8", "--calib", empty, "--out", out],
         "no calibration": ["--to", "onnx-int8", "--out", out],
         "TensorRT missing": ["--to", "trt-fp16", "--out", out_dir / "m.engine"],
+        "unknown keep-float node": ["--to", "onnx-fp16", "--keep-float", "/no/such/node", "--out", out],
     }
     for what, args in cases.items():
         r = edgefer_cli("convert", *args)
