@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import socket
+import socketserver
 import stat
 import sys
 import threading
@@ -150,12 +151,17 @@ class LocalHTTPServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
-    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+    def server_bind(self) -> None:
+        """As HTTPServer's, without its reverse DNS lookup of the bind address (slow when offline)."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request, client_address) -> None:
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request) -> None:  # noqa: ANN001
+    def shutdown_request(self, request) -> None:
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
@@ -173,7 +179,7 @@ class LocalHTTPServer(ThreadingHTTPServer):
             except OSError:
                 pass
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 (socketserver's signature)
+    def handle_error(self, request, client_address) -> None:
         """A client that went away is routine (debug); anything else is a bug: logged with its traceback
         instead of socketserver's print to stderr."""
         exc = sys.exc_info()[1]
