@@ -20,8 +20,11 @@ repeats the newest frame once a second.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from http import HTTPStatus
@@ -74,6 +77,18 @@ def blur_faces(image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
     return image
 
 
+def content_security_policy(page: bytes) -> str:
+    """A policy that lets the page run exactly its own inline script and style (by hash) and talk only
+    to this server."""
+
+    def hashes(tag: bytes) -> str:
+        found = re.findall(rb"<" + tag + rb"[^>]*>(.*?)</" + tag + rb">", page, flags=re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'" for body in found)
+
+    return (f"default-src 'none'; img-src 'self'; connect-src 'self'; script-src {hashes(b'script')}; "
+            f"style-src {hashes(b'style')}; base-uri 'none'; form-action 'none'")
+
+
 class _Published:
     """One published result and, once some client asked for it, its JPEG (encoded once, shared)."""
 
@@ -118,6 +133,7 @@ class WebSink(NullSink):
         self._credentials = resolve_credentials(self.config, "web")
         self._streams = threading.BoundedSemaphore(self.config.max_clients)
         self._page = (resources.files("edgefer.edge") / "web" / "index.html").read_bytes()
+        self._csp = content_security_policy(self._page)
         handler = type("WebHandler", (_Handler,), {"sink": self, "timeout": self.config.send_timeout_s})
         self.server = bind_server(self.config.host, self.config.port, handler, "web")
         self._thread = threading.Thread(
@@ -215,8 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
-    def _headers(self, status: int, ctype: str, length: int | None) -> None:
+    def _headers(self, status: int, ctype: str, length: int | None, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         if length is not None:
             self.send_header("Content-Length", str(length))
@@ -225,8 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Referrer-Policy", "no-referrer")
         self.end_headers()
 
-    def _send(self, status: int, ctype: str, body: bytes) -> None:
-        self._headers(status, ctype, len(body))
+    def _send(self, status: int, ctype: str, body: bytes, extra: dict[str, str] | None = None) -> None:
+        self._headers(status, ctype, len(body), extra)
         if self.command != "HEAD":
             self.wfile.write(body)
 
@@ -249,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
             send_unauthorized(self)
             return
         if path in ("/", "/index.html"):
-            self._send(200, "text/html; charset=utf-8", sink._page)
+            self._send(200, "text/html; charset=utf-8", sink._page, {"Content-Security-Policy": sink._csp})
         elif path == "/results.json":
             pub = sink.latest()
             if pub is None:

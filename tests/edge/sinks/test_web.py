@@ -141,6 +141,8 @@ def test_routes(sink, results):
     status, headers, body = get(base)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert b'src="stream.mjpg"' in body and b"results.json" in body
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "unsafe" not in csp
 
     status, headers, body = get(base + "results.json")
     data = json.loads(body)
@@ -426,6 +428,8 @@ def test_page_in_headless_chromium_shows_frame_box_and_label(browser, results, t
                                 'document.body.innerText')
         assert label in text and "frame 0" in text
         assert browser.evaluate('document.getElementById("stream").naturalWidth') == r.frame.image.shape[1]
+        # the page's own style and script run under its Content-Security-Policy
+        assert browser.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(17, 17, 17)"
         _check_screenshot(browser.screenshot(), sink, r, tmp_path / "overlay.png")
         data = json.loads(get(sink.url + "results.json")[2])
         assert data["faces"][0]["track_id"] == face.track_id and data["faces"][0]["emotion"] == face.emotion
