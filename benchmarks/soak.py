@@ -41,14 +41,25 @@ class Sample:
     frames: int
 
 
-def proc_sample(pid: int, t: float, frames: int) -> Sample:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    rss_kb = int(fields["VmRSS"].split()[0])
-    return Sample(t, rss_kb / 1024.0, int(fields["Threads"]), len(os.listdir(f"/proc/{pid}/fd")), frames)
+def proc_sample(pid: int, t: float, frames: int, readings: int = 3, gap_s: float = 0.02) -> Sample:
+    """RSS, threads and open descriptors of `pid`. Threads and descriptors are the largest of
+    `readings` readings `gap_s` apart: when the looping clip is reopened, the old reader thread and
+    its file are gone for a few milliseconds before the new ones exist, and a single reading can
+    land in that dip. A leak raises every reading, so the maximum still shows it."""
+    threads = fds = 0
+    rss_kb = 0
+    for i in range(readings):
+        if i:
+            time.sleep(gap_s)
+        status = Path(f"/proc/{pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss_kb = int(fields["VmRSS"].split()[0])
+        threads = max(threads, int(fields["Threads"]))
+        fds = max(fds, len(os.listdir(f"/proc/{pid}/fd")))
+    return Sample(t, rss_kb / 1024.0, threads, fds, frames)
 
 
-def make_clip(path: Path, frames: int = 150, photo: Path | None = None) -> Path:
+def make_clip(path: Path, frames: int = 300, photo: Path | None = None) -> Path:
     """A 640x480 clip of a face moving across a textured background (scripts/make_clips.py)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from make_clips import make_moving_face_clip

@@ -138,6 +138,7 @@ class Capture:
         self._cond = threading.Condition()
         self._slot: Frame | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a reader ended, or stop(): the supervisor acts at once
         self._gen = 0
         self._in_read = False
         self._read_started = 0.0
@@ -181,6 +182,7 @@ class Capture:
         """Stop the supervisor and the current reader; returns within about `timeout` seconds even if
         a reader is blocked in `read()` (it is a daemon thread and closes its source when it returns)."""
         self._stop.set()
+        self._wake.set()
         with self._cond:
             self._gen += 1
             self._cond.notify_all()
@@ -249,9 +251,11 @@ class Capture:
         reader.start()
         poll = min(0.1, self.stall_timeout_s / 4)
         while True:
-            if self._stop.wait(poll):
+            self._wake.wait(poll)
+            self._wake.clear()
+            if self._stop.is_set():
                 return "stop"
-            if not reader.is_alive():
+            if gen in self._results or not reader.is_alive():
                 return self._results.get(gen, "error")
             with self._cond:  # only live sources stall; a slow file read is waited for
                 stalled = self.live and self._in_read and time.monotonic() - self._read_started > self.stall_timeout_s
@@ -297,11 +301,12 @@ class Capture:
             self.stats.source_errors += 1
             log.warning("source %s failed: %s", self.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
-            self._results[gen] = result
             try:
                 source.close()  # type: ignore[attr-defined]
             except Exception as exc:
                 log.debug("closing source %s: %s", self.name, exc)
+            self._results[gen] = result
+            self._wake.set()
 
     def _put(self, frame: Frame, gen: int) -> None:
         with self._cond:

@@ -26,5 +26,5 @@ def test_short_soak(soak, tmp_path, yunet_path, photos_dir):
     samples = soak.soak(15.0, 1.0, clip, yunet_path, threads=1)
     summary = soak.summarise(samples, warmup_fraction=0.3)
     print("\n", summary)
-    result = soak.checks(summary, max_growth_mb=5.0)  # a 15 s run is mostly warm-up; the benchmark uses 1 MB
+    result = soak.checks(summary, max_growth_mb=10.0)  # 15 s is mostly warm-up (allocator steps of a few MB); the 10-minute benchmark checks < 1 MB
     assert all(result.values()), (result, summary)
