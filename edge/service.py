@@ -14,13 +14,14 @@ is invalid, log one line and keep running with the old one. Every timer is `time
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from edgefer.errors import UserError
@@ -205,6 +206,24 @@ class Service:
             n.close()
         return code
 
+    @contextlib.contextmanager
+    def _keepalive(self) -> Iterator[None]:
+        """Ping the watchdog from a helper thread while the main thread rebuilds the pipeline."""
+        interval = self.notifier.watchdog_s
+        done = threading.Event()
+
+        def ping() -> None:
+            while interval and not done.wait(interval / 4):
+                self.notifier.notify(WATCHDOG=1)
+
+        thread = threading.Thread(target=ping, name="edgefer-keepalive", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(1.0)
+
     def _do_reload(self) -> None:
         """SIGHUP: a valid new configuration replaces the running one; an invalid one is logged
         (one line) and ignored. If the new one is valid but cannot start (a missing model file),
@@ -221,16 +240,17 @@ class Service:
             n.notify(READY=1, STATUS=f"reload failed, kept the old configuration: {exc}")
             return
         self._stop_runner(self._setting("stop_timeout_s", 4.0))
-        try:
-            runner = self.build(new)
-        except UserError as exc:
-            self.reload_failures += 1
-            self.last_reload_error = str(exc)
-            log.error("reloaded configuration cannot start (%s); restarting the old one", exc)
-            runner = self.build(self.config)
-        else:
-            self.config = new
-            self.reloads += 1
-            log.info("configuration reloaded")
+        with self._keepalive():  # loading models (or building an engine) is progress, not a hang
+            try:
+                runner = self.build(new)
+            except UserError as exc:
+                self.reload_failures += 1
+                self.last_reload_error = str(exc)
+                log.error("reloaded configuration cannot start (%s); restarting the old one", exc)
+                runner = self.build(self.config)
+            else:
+                self.config = new
+                self.reloads += 1
+                log.info("configuration reloaded")
         self._start_runner(runner)
         n.notify(READY=1, STATUS=status_line(runner.snapshot()))

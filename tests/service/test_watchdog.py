@@ -28,6 +28,7 @@ class Harness:
         self.sink = RecordingSink()
         self.factory = factory or (lambda: GeneratedSource(fps=50))
         self.built: list[Runner] = []
+        self.build_delay_s = 0.0
         self.service = Service(lambda: load_config(self.cfg), self.build,
                                Notifier(self.sock.address, watchdog_usec=int(watchdog_s * 1e6)),
                                install_signals=False, tick_s=0.05)
@@ -37,6 +38,7 @@ class Harness:
         self.thread.start()
 
     def build(self, config) -> Runner:
+        time.sleep(self.build_delay_s)  # loading models
         sc = config.source
         cap = Capture(self.factory, live=True, stall_timeout_s=sc.stall_timeout_s, backoff_initial_s=0.1,
                       backoff_max_s=0.5)
@@ -113,6 +115,22 @@ def test_sighup_with_bad_config_keeps_the_old_one(tmp_path):
         time.sleep(0.8)
         assert h.service.reloads == 1 and h.service.config.service.stats_interval_s == 0.3
         assert len(h.built) == 2 and h.sock.times("RELOADING", "1")
+    finally:
+        h.stop()
+    assert h.code == [0]
+
+
+def test_pings_continue_while_a_reload_loads_models(tmp_path):
+    h = Harness(tmp_path, watchdog_s=0.8)
+    try:
+        assert h.sock.wait_for("READY", "1", timeout=3)
+        h.build_delay_s = 1.5
+        t0 = time.monotonic()
+        h.service.request_reload()
+        time.sleep(2.5)
+        assert h.service.reloads == 1
+        pings = [t for t in h.sock.times("WATCHDOG", "1") if t > t0 - 0.4]
+        assert len(pings) >= 6 and max(gaps(pings)) <= 0.4 + 0.05
     finally:
         h.stop()
     assert h.code == [0]
