@@ -152,6 +152,28 @@ def test_camera_absent_then_appears_then_stalls(tmp_path, yunet_path):
     assert "Traceback" not in d.log()
 
 
+def listening_sockets(pid: int) -> list[str]:
+    """Addresses `pid` listens on (TCP/TCP6/UDP), from /proc: its socket inodes matched against the tables."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            parts = line.split()
+            listening = parts[3] == "0A" if table.startswith("tcp") else True
+            if parts[9] in inodes and listening:
+                found.append(f"{table} {parts[1]}")
+    return found
+
+
 def test_sighup_bad_config_kept_and_sigterm(tmp_path, yunet_path, clip):
     cfg = write_config(tmp_path / "c.toml", yunet_path, str(clip))
     d = Daemon(tmp_path, cfg)
@@ -160,6 +182,7 @@ def test_sighup_bad_config_kept_and_sigterm(tmp_path, yunet_path, clip):
         assert ready is not None and ready - d.started <= 2.0, d.log()
         time.sleep(1.5)
         assert d.lines() > 5
+        assert listening_sockets(d.proc.pid) == [], "the default configuration opens no listening socket"
         first = json.loads(d.jsonl.read_text().splitlines()[0])
         assert first["faces"] and first["faces"][0]["emotion"]
         # An invalid file on SIGHUP: refused, old configuration kept, still running and pinging.
