@@ -249,7 +249,6 @@ def build_runner(config: Any) -> Runner:
     Raises `UserError`/`ConfigError` (nothing left open) when a model, file or sink is unusable."""
     from .pipeline import build_pipeline
     from .sinks.jsonl import JsonlSink
-
     from .sources import parse_uri
     from .sources.camera import default_camera_uri
 
