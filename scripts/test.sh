@@ -24,4 +24,8 @@ $PY -c 'import torch' 2>/dev/null || $PY -m pip install -q 'torch==2.13.0' \
 $PY -m pip install -q -e '.[train,test]'
 
 $PY -m ruff check .
+# TensorRT code is type-checked against tensorrt-stubs (TensorRT itself cannot be installed here).
+PATH="$(dirname "$(command -v $PY)"):$PATH" ./scripts/check_trt_types.sh
+# Chromium is installed above: a missing browser must fail the overlay test, not skip it.
+export EDGEFER_REQUIRE_BROWSER=1
 exec $PY -m pytest -q "$@"

@@ -67,7 +67,13 @@ def format_message(topic: str, payload: bytes) -> str:
 @click.option("--timeout", type=float, default=0.0, help="Exit after this many seconds (0 = no limit).")
 @click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Give up connecting after this long.")
 def listen(url, topics, username, password_file, ca_file, cert_file, key_file, as_json, count, timeout, connect_timeout):
-    """Print what edgefer devices publish: faces, events, status, stats, availability."""
+    """Print what edgefer devices publish: faces, events, status, stats, availability.
+
+    \b
+    Example:
+      edgefer listen --mqtt mqtt://127.0.0.1:1883
+      edgefer listen --mqtt mqtts://broker.lan:8883 --ca-file ca.pem --username me --password-file pw --json
+    """
     from edgefer.edge.sinks.mqtt import describe_connect_error, load_config, make_client
 
     cfg = load_config(
