@@ -74,7 +74,7 @@ class PicameraSource:
             raise OSError(f"cannot open {uri}: {exc}") from exc
         controls = {"FrameRate": float(fps)} if fps else {}
         config = self._cam.create_video_configuration(main={"size": (width or 640, height or 480), "format": fmt},
-                                                      controls=controls, buffer_count=2)
+                                                      controls=controls, buffer_count=2, queue=False)
         self._cam.configure(config)
         self._cam.start()
         self._index = 0
