@@ -334,8 +334,14 @@ class MqttSink(NullSink):
         if self._closed:
             return
         self._closed = True
-        deadline = time.monotonic() + self.config.close_timeout_s
-        while len(self.buffer) and self.connected.is_set() and time.monotonic() < deadline:
+        now = time.monotonic()
+        deadline = now + self.config.close_timeout_s
+        # Not connected (yet): give a connection in progress a short chance, so a sink closed right
+        # after start-up still delivers, without stretching a shutdown while the broker is down.
+        connect_deadline = now + min(1.5, self.config.close_timeout_s)
+        while len(self.buffer) and time.monotonic() < deadline:
+            if not self.connected.is_set() and time.monotonic() > connect_deadline:
+                break
             self._wake.set()
             time.sleep(0.02)
         left = len(self.buffer)
