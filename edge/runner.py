@@ -28,6 +28,7 @@ import numpy as np
 from edgefer.types import FaceResult, Frame, FrameResult
 
 from .sources.capture import Capture
+from .tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -261,14 +262,7 @@ def build_runner(config: Any) -> Runner:
                                   score_threshold=config.detector.score_threshold, min_face=config.detector.min_face)
         opened.append(pipeline)
         capture = open_capture(config)
-        tracker = None
-        try:
-            from .tracker import Tracker
-        except ModuleNotFoundError as exc:
-            if exc.name != "edgefer.edge.tracker":
-                raise
-        else:
-            tracker = Tracker(config.tracker)
+        tracker = Tracker(config.tracker)
         sinks: list[Any] = []
         if config.jsonl.path:
             sinks.append(JsonlSink(config.jsonl.path, include_empty=config.jsonl.include_empty))

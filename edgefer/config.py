@@ -13,7 +13,6 @@ own models, so each plug-in keeps its configuration next to its code.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import sys
@@ -29,17 +28,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-def _optional_model(module: str, name: str) -> type[BaseModel] | None:
-    """A section model from a plug-in module, or None while that module does not exist. Only the
-    module itself being absent is tolerated: an ImportError inside it is a bug and propagates."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
 
 
 class _Section(BaseModel):
@@ -112,20 +100,11 @@ class ServiceConfig(_Section):
     max_frames: int | None = Field(None, ge=1, description="Stop after this many processed frames (tests, benchmarks). Unset: run forever.")
 
 
-def _fallback_section(name: str, doc: str) -> type[BaseModel]:
-    """A minimal `[name]` section used while its plug-in module is not installed."""
-    return type(name, (_Section,), {
-        "__doc__": doc,
-        "__annotations__": {"enabled": bool},
-        "enabled": Field(False, description=f"Enable the {doc.rstrip('.').lower()}."),
-    })
-
-
-TrackerConfig = _optional_model("edgefer.edge.tracker", "TrackerConfig") or _fallback_section("TrackerConfig", "Face tracker.")
-MqttConfig = _optional_model("edgefer.edge.sinks.mqtt", "MqttConfig") or _fallback_section("MqttConfig", "MQTT sink.")
-WebConfig = _optional_model("edgefer.edge.sinks.web", "WebConfig") or _fallback_section("WebConfig", "Web overlay page.")
-MetricsConfig = _optional_model("edgefer.edge.sinks.metrics", "MetricsConfig") or _fallback_section(
-    "MetricsConfig", "Prometheus metrics endpoint.")
+# Plug-in sections: each plug-in module holds its own config type (see STYLE.md).
+from edgefer.edge.sinks.metrics import MetricsConfig  # noqa: E402
+from edgefer.edge.sinks.mqtt import MqttConfig  # noqa: E402
+from edgefer.edge.sinks.web import WebConfig  # noqa: E402
+from edgefer.edge.tracker import TrackerConfig  # noqa: E402
 
 
 class Config(_Section):
@@ -135,10 +114,10 @@ class Config(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="The face detector.")
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig, description="The emotion model.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Per-frame work limits.")
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Face tracking and smoothing.")  # type: ignore[valid-type]
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results, events and status.")  # type: ignore[valid-type]
-    web: WebConfig = Field(default_factory=WebConfig, description="The local overlay page.")  # type: ignore[valid-type]
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="The Prometheus endpoint.")  # type: ignore[valid-type]
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Face tracking and smoothing.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results, events and status.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The local overlay page.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="The Prometheus endpoint.")
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig, description="JSON lines output.")
     display: DisplayConfig = Field(default_factory=DisplayConfig, description="The on-device window.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="Daemon behaviour.")
