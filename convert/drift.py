@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.contract import CLASS_NAMES
+from edgefer.evaluate import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +173,6 @@ def verdict(drift: dict[str, Any], max_drop: float | None) -> tuple[bool, list[s
     return True, []
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def markdown(drift: dict[str, Any], plot_name: str | None = None) -> str:
     """A readable report of one drift dict."""
     def pct(v):
@@ -265,7 +256,7 @@ def write_reports(drift: dict[str, Any], stem: Path) -> list[Path]:
     has_plot = plot(drift, png)
     if has_plot:
         written.append(png)
-    for suffix, text in ((".drift.json", json.dumps(_clean(drift), indent=2, sort_keys=True)),
+    for suffix, text in ((".drift.json", json.dumps(json_safe(drift), indent=2, sort_keys=True)),
                          (".drift.md", markdown(drift, png.name if has_plot else None))):
         target = stem.with_name(stem.name + suffix)
         tmp = target.with_name(f".{target.name}.tmp")

@@ -12,6 +12,17 @@ from .contract import CLASS_NAMES, ferplus_majority, ferplus_shares
 from .data import FaceSet
 
 
+def json_safe(obj: Any) -> Any:
+    """Metrics as strict JSON: NaN and infinities become null, recursively."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def predict_faceset(classifier: Any, faces: FaceSet, batch: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row probabilities (N x 7), intensities (N x 7) and a finite mask (N,), in batches."""
     if faces.pixels.shape[1:] != (classifier.size, classifier.size):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import time
+from typing import Any, Protocol, runtime_checkable
 
 from edgefer.types import Frame
 
@@ -23,3 +24,25 @@ class Source(Protocol):
     def read(self) -> Frame | None: ...
 
     def close(self) -> None: ...
+
+
+class CaptureSource:
+    """A live source read through an OpenCV `VideoCapture` (V4L2, CSI through GStreamer, streams).
+    Subclasses open `self._cap` and set `uri`/`name`; frames are stamped when read."""
+
+    live = True
+    uri: str
+    name: str
+    _cap: Any  # cv2.VideoCapture
+    _index: int = 0
+
+    def read(self) -> Frame | None:
+        ok, image = self._cap.read()
+        if not ok:
+            return None
+        frame = Frame(image=image, index=self._index, timestamp=time.time(), monotonic=time.monotonic(), source=self.uri)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self._cap.release()

@@ -8,12 +8,12 @@ tested here; the capture itself needs a Jetson.
 from __future__ import annotations
 
 import re
-import time
 
 import cv2
 
 from edgefer.errors import UserError
-from edgefer.types import Frame
+
+from .base import CaptureSource
 
 
 def parse_sensor(uri: str) -> int:
@@ -51,7 +51,7 @@ def gstreamer_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720,
     )
 
 
-class CsiSource:
+class CsiSource(CaptureSource):
     """A CSI sensor on a Jetson through `cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)`."""
 
     live = True
@@ -67,14 +67,3 @@ class CsiSource:
             hint = "" if gst else " (this OpenCV is built without GStreamer: use JetPack's python3-opencv)"
             raise OSError(f"cannot open CSI camera {uri}{hint}")
         self._index = 0
-
-    def read(self) -> Frame | None:
-        ok, image = self._cap.read()
-        if not ok:
-            return None
-        frame = Frame(image=image, index=self._index, timestamp=time.time(), monotonic=time.monotonic(), source=self.uri)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        self._cap.release()

@@ -7,11 +7,10 @@ declares the stream stalled after `stall_timeout_s` without a frame and reopens 
 from __future__ import annotations
 
 import os
-import time
 
 import cv2
 
-from edgefer.types import Frame
+from .base import CaptureSource
 
 #: RTSP over TCP (no smeared frames from lost UDP packets), 5 s socket timeout (microseconds).
 FFMPEG_OPTIONS = "rtsp_transport;tcp|stimeout;5000000|timeout;5000000"
@@ -27,7 +26,7 @@ def redact(uri: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-class StreamSource:
+class StreamSource(CaptureSource):
     """An RTSP/HTTP stream; BGR frames. Raises `OSError` when the stream cannot be opened."""
 
     live = True
@@ -41,14 +40,3 @@ class StreamSource:
             self._cap.release()
             raise OSError(f"cannot open stream {self.uri}")
         self._index = 0
-
-    def read(self) -> Frame | None:
-        ok, image = self._cap.read()
-        if not ok:
-            return None
-        frame = Frame(image=image, index=self._index, timestamp=time.time(), monotonic=time.monotonic(), source=self.uri)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        self._cap.release()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import cv2
 
 from edgefer.errors import UserError
-from edgefer.types import Frame
+
+from .base import CaptureSource
 
 
 def parse_device(uri: str) -> int | str:
@@ -27,7 +27,7 @@ def parse_device(uri: str) -> int | str:
     return rest
 
 
-class V4l2Source:
+class V4l2Source(CaptureSource):
     """A V4L2 device read with `cv2.VideoCapture(..., cv2.CAP_V4L2)`; BGR frames.
 
     Raises `OSError` when the device cannot be opened (the supervisor retries with backoff).
@@ -54,14 +54,3 @@ class V4l2Source:
         if fps:
             self._cap.set(cv2.CAP_PROP_FPS, fps)
         self._index = 0
-
-    def read(self) -> Frame | None:
-        ok, image = self._cap.read()
-        if not ok:
-            return None
-        frame = Frame(image=image, index=self._index, timestamp=time.time(), monotonic=time.monotonic(), source=self.uri)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        self._cap.release()

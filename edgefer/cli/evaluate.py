@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
@@ -27,17 +26,6 @@ def load_eval_data(data: Path, split: str | None, model_path: Path | None, detec
     return load_faces(data).split(split)
 
 
-def _clean(obj):
-    """JSON-safe: NaN -> None."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 @click.command("eval")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path), help="Model artifact (.onnx or .engine); default: the embedded model.")
@@ -59,7 +47,7 @@ def eval_cmd(data: Path, model: Path | None, split: str | None, as_json: bool, p
       edgefer eval ../shared/data/photos --json
     """
     from edgefer.edge.classifier import Classifier
-    from edgefer.evaluate import evaluate, format_report, plot_confusion
+    from edgefer.evaluate import evaluate, format_report, json_safe, plot_confusion
 
     if not data.exists():
         raise UserError(f"{data}: no such file or directory")
@@ -76,7 +64,7 @@ def eval_cmd(data: Path, model: Path | None, split: str | None, as_json: bool, p
     if plot:
         plot_confusion(metrics, plot)
     if as_json:
-        click.echo(json.dumps(_clean(metrics)))
+        click.echo(json.dumps(json_safe(metrics)))
     else:
         click.echo(format_report(metrics, title=f"{metrics['data']}  |  model {metrics['model']} "
                                  f"({classifier.info.version}, {classifier.info.precision})"))
