@@ -55,9 +55,8 @@ def test_refuses_to_overwrite_a_run_without_resume(run_dir, slice_npz):
 
 def test_seeded_runs_are_reproducible(tmp_path, slice_npz):
     """Two runs with the same seed and config give bit-identical weights."""
-    from edgefer.train.recipe import TrainConfig, train
-
     from edgefer.data import load_faces
+    from edgefer.train.recipe import TrainConfig, train
 
     faces = load_faces(slice_npz)
     for name in ("a", "b"):
@@ -69,9 +68,8 @@ def test_seeded_runs_are_reproducible(tmp_path, slice_npz):
 
 
 def test_resume_across_epochs(tmp_path, slice_npz):
-    from edgefer.train.recipe import TrainConfig, train
-
     from edgefer.data import load_faces
+    from edgefer.train.recipe import TrainConfig, train
 
     faces = load_faces(slice_npz)
     small = dict(batch_size=256, threads=1)  # 2 steps per epoch on 512 rows
@@ -107,9 +105,9 @@ def test_export_carries_contract(exported):
 
 def test_exported_outputs_through_onnxruntime(exported, slice_npz):
     import onnxruntime as ort
-    from edgefer.edge.classifier import softmax
 
     from edgefer.contract import preprocess
+    from edgefer.edge.classifier import softmax
 
     info = read_onnx_info(exported)
     sess = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
