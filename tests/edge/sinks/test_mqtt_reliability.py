@@ -61,6 +61,10 @@ def test_availability_online_will_and_clean_close(tmp_path):
     print("availability:", S.main_json(r))
     assert r["online_after_connect"] and r["online_retained"]
     assert r["will_offline_after_sigkill_s"] is not None and r["will_offline_after_sigkill_s"] <= 1.5 * 2
-    # a frozen daemon: mosquitto's 1.5-keepalive rule, checked with one-second granularity
-    assert r["will_offline_after_freeze_s"] is not None and r["will_offline_after_freeze_s"] <= 1.5 * 2 + 1.1
+    # A frozen daemon: only the broker's keepalive notices. Mosquitto 2 (src/keepalive.c) files a
+    # client in a one-second slot at floor(last_msg_in) + 1.5 * keepalive and expires the slot once
+    # the clock has passed it, waking on a timer of whole seconds: so the will comes 1.5 keepalives
+    # after the last packet plus up to 1 s of slot rounding and up to 1 s of wake-up delay. (CI saw
+    # 4.11 s once for keepalive 2, outside a 1.1 s allowance that forgot the wake-up.)
+    assert r["will_offline_after_freeze_s"] is not None and r["will_offline_after_freeze_s"] <= 1.5 * 2 + 2.0
     assert r["clean_close_offline_s"] is not None and r["clean_close_offline_s"] < 0.5
