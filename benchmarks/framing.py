@@ -22,28 +22,13 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE / "scripts"))
-
-from derive_template import PAD, UPSCALE, central_face, upscale_face  # noqa: E402
+from edgefer.train.realign import realign as realign_crops  # noqa: E402
 
 
-def realign(pixels: np.ndarray, pipeline, upscale: int = UPSCALE, pad: int = PAD) -> tuple[np.ndarray, np.ndarray]:
+def realign(pixels: np.ndarray, pipeline) -> tuple[np.ndarray, np.ndarray]:
     """Re-aligned crops (N x S x S; zeros where no face) and a found mask, through the pipeline's
     detector and aligner."""
-    side = pixels.shape[1] * upscale + 2 * pad
-    size = pipeline.aligner.size
-    crops = np.zeros((len(pixels), size, size), np.uint8)
-    found = np.zeros(len(pixels), bool)
-    for i, gray in enumerate(pixels):
-        image = upscale_face(gray, upscale, pad)
-        face = central_face(pipeline.detector.detect(image), side)
-        if face is None:
-            continue
-        crop, kept = pipeline.aligner.align(image, [face])
-        if len(kept):
-            crops[i] = crop[0]
-            found[i] = True
-    return crops, found
+    return realign_crops(pixels, pipeline.detector, pipeline.aligner)
 
 
 def predict(classifier, crops: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -23,30 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-UPSCALE = 4
-PAD = 32
-
-
-def upscale_face(gray: np.ndarray, upscale: int = UPSCALE, pad: int = PAD) -> np.ndarray:
-    """A 48x48 gray crop -> BGR image of (48*upscale + 2*pad) pixels a side, edges replicated."""
-    import cv2
-
-    big = cv2.resize(gray, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
-    big = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    return cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
+from edgefer.train.realign import PAD, UPSCALE, central_face, upscale_face
 
 
 def to_crop_coords(points: np.ndarray, upscale: int = UPSCALE, pad: int = PAD) -> np.ndarray:
     """Pixel coordinates in the upscaled, padded image -> coordinates in the original crop."""
     return (np.asarray(points, np.float64) - pad + 0.5) / upscale - 0.5
-
-
-def central_face(faces, image_size: int):
-    """The detected face whose box centre is nearest the image centre (None if no face)."""
-    if not faces:
-        return None
-    c = image_size / 2.0
-    return min(faces, key=lambda f: float(np.hypot(f.box[0] + f.box[2] / 2 - c, f.box[1] + f.box[3] / 2 - c)))
 
 
 def landmarks_of(pixels: np.ndarray, detector, upscale: int = UPSCALE, pad: int = PAD) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,13 @@ class TrainConfig:
     train_split: str = "Training"
     val_split: str = "PublicTest"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Fine-tuning stage: start from these weights (a checkpoint of this recipe; optimizer restarts).
+    init: str = ""
+    # Share of each batch shown as the deployment pipeline frames it (detector + aligner onto the
+    # template, `train/realign.py`) instead of the original crop; needs `detector` and `template`.
+    realigned_frac: float = 0.0
+    detector: str = ""
+    template: list[list[float]] | None = None
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -98,6 +105,23 @@ def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes
     return out
 
 
+def _realigned(pixels: np.ndarray, cfg: TrainConfig, spec: InputSpec,
+               out: Path) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Preprocessed re-aligned training crops and their found mask (None when not asked for)."""
+    if cfg.realigned_frac <= 0:
+        return None, torch.zeros(0, dtype=torch.bool)
+    if not cfg.detector or not cfg.template:
+        raise UserError("realigned training crops need a detector file and an alignment template")
+    if not Path(cfg.detector).is_file():
+        raise UserError(f"{cfg.detector}: detector file not found")
+    from .realign import realigned_cached
+
+    crops, found = realigned_cached(pixels, Path(cfg.detector), cfg.template, spec.size, out)
+    log.info("realigned training crops: faces found on %d of %d", int(found.sum()), len(found))
+    x = torch.from_numpy(preprocess(crops, spec)).contiguous(memory_format=torch.channels_last)
+    return x, torch.from_numpy(found)
+
+
 def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train on `data` (splits by `usage`), write checkpoints and logs to `out`; returns the final checkpoint."""
     from tqdm import tqdm
@@ -123,8 +147,12 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     keep = y_tr >= 0
     x_tr, y_tr, t_tr, w_tr = x_tr[keep], y_tr[keep], t_tr[keep], w_tr[keep]
     x_va = torch.from_numpy(preprocess(va.pixels, spec))
+    x_re, re_ok = _realigned(tr.pixels[keep.numpy()], cfg, spec, out)
 
     model = EmotionNet(cfg.widths, dropout=cfg.dropout).to(memory_format=torch.channels_last)
+    if cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
+        log.info("weights from %s", cfg.init)
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -161,7 +189,11 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             if cfg.max_steps and step >= cfg.max_steps:
                 break
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            xb = augment(x_tr[idx], spec.mean, spec.std, cfg.augment, gen)
+            xb = x_tr[idx]
+            if x_re is not None:
+                swap = (torch.rand(len(idx), generator=gen) < cfg.realigned_frac) & re_ok[idx]
+                xb = torch.where(swap[:, None, None, None], x_re[idx], xb)
+            xb = augment(xb, spec.mean, spec.std, cfg.augment, gen)
             yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)

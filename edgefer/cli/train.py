@@ -31,14 +31,25 @@ def _need_torch() -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists.")
 @click.option("--train-split", default="Training", show_default=True)
 @click.option("--val-split", default="PublicTest", show_default=True)
+@click.option("--init", "init", type=click.Path(path_type=Path),
+              help="Start from the weights of this checkpoint (a fine-tuning stage; the optimizer starts afresh).")
+@click.option("--realigned-frac", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of training faces shown as the deployment detector and aligner frame them.")
+@click.option("--detector", type=click.Path(path_type=Path),
+              help="YuNet ONNX for --realigned-frac (default: cache/download).")
+@click.option("--template", type=click.Path(path_type=Path),
+              help="Alignment template JSON for --realigned-frac (default: train/alignment_template.json).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
-              max_steps: int, resume: bool, train_split: str, val_split: str) -> None:
+              max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
+              realigned_frac: float, detector: Path | None, template: Path | None) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
-    Example:
+    Example (the default model's two stages, see MODEL.md):
       edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1 --epochs 60
-      edgefer export --checkpoint runs/v1/last.pt --out model.onnx
+      edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1-ft \\
+        --init runs/v1/last.pt --epochs 8 --lr 0.01 --realigned-frac 0.5
+      edgefer export --checkpoint runs/v1-ft/last.pt --out model.onnx
     """
     _need_torch()
     from edgefer.data import load_faces
@@ -50,8 +61,17 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     faces = load_faces(data)
     if out.exists() and (out / "last.pt").exists() and not resume:
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
+    if init is not None and not init.is_file():
+        raise UserError(f"{init}: checkpoint not found")
+    det, tpl = None, None
+    if realigned_frac > 0:
+        from edgefer.edge.detector import resolve_detector_model
+
+        det = str(resolve_detector_model(detector))
+        tpl = load_template(template)["points"]
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
-                      train_split=train_split, val_split=val_split)
+                      train_split=train_split, val_split=val_split, init=str(init or ""),
+                      realigned_frac=realigned_frac, detector=det or "", template=tpl)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 

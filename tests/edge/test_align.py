@@ -95,10 +95,9 @@ def test_realigned_fer_faces_reproduce_the_original_framing(fer_npz, yunet_path,
     PublicTest faces are re-detected and aligned onto the derived template; the fitted transform
     must, on the median face, be the one that undoes the upscaling (same centre, same scale, no
     rotation), i.e. deployed crops are framed like the training crops."""
-    from derive_template import PAD, UPSCALE, central_face, upscale_face
-
     from edgefer.data import load_faces
     from edgefer.edge.detector import YunetDetector
+    from edgefer.train.realign import PAD, UPSCALE, central_face, upscale_face
 
     pixels = load_faces(fer_npz).split("PublicTest").pixels[:200]
     det = YunetDetector.open(yunet_path, threads=1)

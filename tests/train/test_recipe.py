@@ -83,6 +83,39 @@ def test_resume_across_epochs(tmp_path, slice_npz):
         assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
 
 
+def test_fine_tune_stage_starts_from_init_and_sees_deployment_framing(tmp_path, run_dir, slice_npz, yunet_path):
+    """The second stage of the default model's recipe: weights from a checkpoint, and a share of each
+    batch re-framed by the deployment detector and aligner (cached, so a resumed run reuses it)."""
+    from edgefer.cli.train import load_template
+    from edgefer.data import load_faces
+    from edgefer.train.realign import realigned_cached
+    from edgefer.train.recipe import TrainConfig, train
+
+    faces = load_faces(slice_npz)
+    tpl = load_template(None)["points"]
+    cfg = dict(epochs=1, batch_size=64, threads=1, lr=0.0, warmup_frac=0.0, dropout=0.0, init=str(run_dir / "last.pt"),
+               detector=str(yunet_path), template=tpl)
+    # lr 0: the weights must stay exactly those of --init (so they were loaded, not re-initialised).
+    train(faces, tmp_path / "ft", TrainConfig(max_steps=1, realigned_frac=1.0, **cfg), progress=False)
+    init = torch.load(run_dir / "last.pt", weights_only=False)["model"]
+    ft = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)["model"]
+    for k in init:
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # batch-norm statistics move in train mode even at lr 0
+        assert torch.equal(init[k], ft[k]), k
+    cache = list((tmp_path / "ft").glob("realigned-*.npz"))
+    assert len(cache) == 1
+    crops, found = realigned_cached(faces.split("Training").pixels, yunet_path, tpl, 48, tmp_path / "ft")
+    print(f"realigned: faces found on {found.sum()}/{len(found)} training crops")
+    assert found.mean() > 0.9 and crops.shape == (512, 48, 48)
+    # re-framed crops differ from the originals (else the stage would teach nothing)
+    assert np.abs(crops[found].astype(int) - faces.split("Training").pixels[found]).mean() > 5
+    # and they do reach the network: batch-norm statistics differ from a run on the original crops
+    train(faces, tmp_path / "plain", TrainConfig(max_steps=1, **cfg), progress=False)
+    plain = torch.load(tmp_path / "plain" / "last.pt", weights_only=False)["model"]
+    assert not torch.equal(plain["features.0.1.running_mean"], ft["features.0.1.running_mean"])
+
+
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory, slice_npz) -> Path:
     tpl = tmp_path_factory.mktemp("tpl") / "template.json"
