@@ -64,6 +64,10 @@ def export(checkpoint: Path, out: Path, template: list[list[float]], version: st
         raise UserError(f"{out}: already exists (use --force to replace it)")
     model, ck = load_checkpoint(checkpoint)
     spec = InputSpec.from_dict(ck["input_spec"])
+    frac = float(ck["config"].get("realigned_frac", 0.0))
+    if training_data and frac > 0:
+        training_data += (f"; last stage fine-tuned with {frac:.0%} of the faces framed by the deployment"
+                          " detector and aligner")
     proto = to_onnx(model, spec)
     info = ModelInfo(input=spec, template=template, version=version, precision="fp32",
                      training_data=training_data, validation=validation or {},
