@@ -21,14 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefer.train.realign import realign
+
 HERE = Path(__file__).resolve().parents[1]
-from edgefer.train.realign import realign as realign_crops  # noqa: E402
-
-
-def realign(pixels: np.ndarray, pipeline) -> tuple[np.ndarray, np.ndarray]:
-    """Re-aligned crops (N x S x S; zeros where no face) and a found mask, through the pipeline's
-    detector and aligner."""
-    return realign_crops(pixels, pipeline.detector, pipeline.aligner)
 
 
 def predict(classifier, crops: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -41,7 +36,7 @@ def predict(classifier, crops: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def framing(pixels: np.ndarray, labels: np.ndarray, pipeline) -> dict:
     """The framing figures for crops `pixels` with edgefer `labels`."""
-    crops, found = realign(pixels, pipeline)
+    crops, found = realign(pixels, pipeline.detector, pipeline.aligner)
     orig = predict(pipeline.classifier, pixels)
     new = predict(pipeline.classifier, crops)
     n, f = len(labels), found
