@@ -4,6 +4,9 @@ Classification head: cross-entropy with label smoothing on FER-2013 labels.
 Intensity head: sigmoid cross-entropy against FER+ vote shares (rows that FER+ marks as mostly
 unknown / not-a-face get zero weight), as the published intensity regression model did.
 Validation each epoch on the `PublicTest` rows: loss, accuracy, intensity RMSE, FER+ accuracy.
+With `ema` > 0 the run delivers an exponential moving average of the weights (batch-norm statistics
+included); validation figures are then those of the average, and the raw weights' accuracy is logged
+beside them.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class TrainConfig:
     realigned_frac: float = 0.0
     detector: str = ""
     template: list[list[float]] | None = None
+    # Decay per step of an exponential moving average of the weights, which is what the run then
+    # delivers (checkpoint key "ema"); 0: off, the last weights are delivered.
+    ema: float = 0.0
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -69,6 +75,11 @@ def _atomic_write_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def delivered_weights(ck: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint delivers: the moving average when the run kept one, else the last."""
+    return ck.get("ema") or ck["model"]
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -151,7 +162,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
 
     model = EmotionNet(cfg.widths, dropout=cfg.dropout).to(memory_format=torch.channels_last)
     if cfg.init:
-        model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(delivered_weights(torch.load(cfg.init, map_location="cpu", weights_only=False)))
         log.info("weights from %s", cfg.init)
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -162,6 +173,11 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)
+    ema = None
+    if cfg.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     history: list[dict[str, Any]] = []
     start_epoch, step = 0, 0
 
@@ -173,6 +189,9 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, step, history = ck["epoch"], ck["step"], ck["history"]
+        if ema is not None:
+            ema.module.load_state_dict(ck["ema"])
+            ema.n_averaged.fill_(max(1, step))
         log.info("resumed from %s at epoch %d (step %d)", last, start_epoch, step)
     elif resume:
         log.info("no checkpoint in %s: starting fresh", out)
@@ -205,6 +224,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             k = len(idx)
             sums["loss"] += loss.item() * k
@@ -214,18 +235,22 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             sums["n"] += k
             bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['correct'] / sums['n']:.3f}")
         n = max(1, sums["n"])
-        val = evaluate_torch(model, x_va, va.labels, va.votes)
+        val = evaluate_torch(model if ema is None else ema.module, x_va, va.labels, va.votes)
+        if ema is not None:
+            val["raw_accuracy"] = evaluate_torch(model, x_va, va.labels, None)["accuracy"]
         row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total_steps, cfg),
                "train_loss": sums["loss"] / n, "train_cls_loss": sums["cls_loss"] / n,
                "train_int_loss": sums["int_loss"] / n, "train_accuracy": sums["correct"] / n,
                **{f"val_{k}": v for k, v in val.items()}, "seconds": time.monotonic() - t0}
         history.append(row)
-        log.info("epoch %d/%d  train loss %.3f acc %.3f | val acc %.4f rmse %.4f ferplus %.4f | %.0fs",
+        log.info("epoch %d/%d  train loss %.3f acc %.3f | val acc %.4f rmse %.4f ferplus %.4f%s | %.0fs",
                  epoch + 1, cfg.epochs, row["train_loss"], row["train_accuracy"], val["accuracy"],
-                 val.get("intensity_rmse", float("nan")), val.get("ferplus_accuracy", float("nan")), row["seconds"])
+                 val.get("intensity_rmse", float("nan")), val.get("ferplus_accuracy", float("nan")),
+                 f" (raw weights: acc {val['raw_accuracy']:.4f})" if ema is not None else "", row["seconds"])
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                       "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "history": history,
-                      "config": asdict(cfg), "input_spec": spec.to_dict()}, last)
+                      "config": asdict(cfg), "input_spec": spec.to_dict(),
+                      **({"ema": ema.module.state_dict()} if ema is not None else {})}, last)
         _atomic_write_text(json.dumps(history, indent=1), out / "history.json")
         if cfg.max_steps and step >= cfg.max_steps:
             break

@@ -39,9 +39,11 @@ def _need_torch() -> None:
               help="YuNet ONNX for --realigned-frac (default: cache/download).")
 @click.option("--template", type=click.Path(path_type=Path),
               help="Alignment template JSON for --realigned-frac (default: train/alignment_template.json).")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Deliver a moving average of the weights with this decay per step (0: the last weights).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
-              realigned_frac: float, detector: Path | None, template: Path | None) -> None:
+              realigned_frac: float, detector: Path | None, template: Path | None, ema: float) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -71,7 +73,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         tpl = load_template(template)["points"]
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
                       train_split=train_split, val_split=val_split, init=str(init or ""),
-                      realigned_frac=realigned_frac, detector=det or "", template=tpl)
+                      realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
