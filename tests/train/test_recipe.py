@@ -83,6 +83,31 @@ def test_resume_across_epochs(tmp_path, slice_npz):
         assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
 
 
+def test_moving_average_is_delivered_and_survives_resume(tmp_path, slice_npz):
+    """With --ema the checkpoint delivers the averaged weights (export and --init take them), and a
+    run interrupted between epochs ends with the same average as an uninterrupted one."""
+    from edgefer.data import load_faces
+    from edgefer.train.export import load_checkpoint
+    from edgefer.train.recipe import TrainConfig, delivered_weights, train
+
+    faces = load_faces(slice_npz)
+    small = dict(batch_size=256, threads=1, ema=0.5)  # 2 steps per epoch on 512 rows
+    train(faces, tmp_path / "full", TrainConfig(epochs=2, **small), progress=False)
+    train(faces, tmp_path / "part", TrainConfig(epochs=2, max_steps=2, **small), progress=False)
+    train(faces, tmp_path / "part", TrainConfig(epochs=2, **small), resume=True, progress=False)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=False)
+    for k in a["ema"]:
+        assert torch.allclose(a["ema"][k].float(), b["ema"][k].float(), atol=1e-6), k
+    w = "features.0.0.weight"
+    assert not torch.allclose(a["ema"][w], a["model"][w]), "the average should lag the last weights"
+    assert delivered_weights(a) is a["ema"]
+    model, _ = load_checkpoint(tmp_path / "full" / "last.pt")
+    assert torch.equal(model.state_dict()[w], a["ema"][w])
+    # the logged validation figures are those of the delivered (averaged) weights
+    assert "val_raw_accuracy" in a["history"][-1]
+
+
 def test_fine_tune_stage_starts_from_init_and_sees_deployment_framing(tmp_path, run_dir, slice_npz, yunet_path):
     """The second stage of the default model's recipe: weights from a checkpoint, and a share of each
     batch re-framed by the deployment detector and aligner (cached, so a resumed run reuses it)."""
