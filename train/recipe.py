@@ -275,6 +275,9 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     ax[1].plot(ep, [h["train_accuracy"] for h in history], label="train")
     ax[1].plot(ep, [h["val_accuracy"] for h in history], label="val")
     ax[1].plot(ep, [h.get("val_ferplus_accuracy", float("nan")) for h in history], label="val FER+ (intensity argmax)")
+    if any("val_raw_accuracy" in h for h in history):
+        ax[1].plot(ep, [h.get("val_raw_accuracy", float("nan")) for h in history], label="val, last weights (not averaged)",
+                   alpha=0.5, lw=0.8)
     ax[1].set_title("accuracy")
     ax[2].plot(ep, [h.get("val_intensity_rmse", float("nan")) for h in history], label="val")
     ax[2].set_title("intensity RMSE vs FER+ shares")
