@@ -142,3 +142,46 @@ def test_photos_go_through_the_deployment_pipeline(photos_dir: Path, yunet_path:
     assert len(cset) >= 36 and cset.pixels.shape[1:] == (48, 48)
     assert cset.manifest["sources"][0]["kind"] == "photos"
     assert set(np.unique(cset.labels)) == set(range(7))
+
+
+def test_video_source_goes_through_the_deployment_pipeline(photos_dir: Path, yunet_path: Path, tmp_path: Path) -> None:
+    """A recorded clip as calibration source: every 15th frame, the largest face found and aligned
+    exactly as the daemon would (same detector, same aligner); unlabelled rows kept as one group."""
+    import cv2
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from make_clips import make_frames, write_clip
+
+    from edgefer.edge.pipeline import build_pipeline
+
+    photo = cv2.imread(str(sorted((photos_dir / "happy").glob("*.jpg"))[0]), cv2.IMREAD_COLOR)
+    frames, _ = make_frames(photo, frames=480, width=640, height=480, face_height=240)
+    clip = write_clip(frames, tmp_path / "room.avi")
+    cset = build_calibration_set([clip], tmp_path / "c.npz", InputSpec(), per_class=None, detector=yunet_path)
+    src = cset.manifest["sources"][0]
+    assert src["kind"] == "video" and src["images"] == 32, src
+    assert len(cset) == 32 - src["no_face"] and src["no_face"] <= 2, src
+    assert (cset.labels == -1).all()
+    # the stored crops are what the daemon's detector + aligner make of the decoded frames
+    cap = cv2.VideoCapture(str(clip))
+    decoded = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        decoded.append(frame)
+    assert len(decoded) == 480
+    pipeline = build_pipeline(detector=yunet_path)
+    try:
+        frame = decoded[15]
+        largest = max(pipeline.detector.detect(frame), key=lambda f: float(f.box[2] * f.box[3]))
+        crop, _ = pipeline.aligner.align(frame, [largest])
+    finally:
+        pipeline.close()
+    assert any(np.array_equal(crop[0], c) for c in cset.pixels)
+    # a file that is not a video: one clear error, nothing written
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(UserError, match="broken.mp4"):
+        build_calibration_set([bad], tmp_path / "bad.npz", InputSpec(), detector=yunet_path)
+    assert not (tmp_path / "bad.npz").exists()
