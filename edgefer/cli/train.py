@@ -49,9 +49,9 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     \b
     Example (the default model's two stages, see MODEL.md):
       edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1 --epochs 60
-      edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1-ft \\
-        --init runs/v1/last.pt --epochs 8 --lr 0.01 --realigned-frac 0.5
-      edgefer export --checkpoint runs/v1-ft/last.pt --out model.onnx
+      edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v2-ft \\
+        --init runs/v1/last.pt --epochs 70 --lr 0.05 --ema 0.999 --realigned-frac 0.5
+      edgefer export --checkpoint runs/v2-ft/last.pt --out model.onnx
     """
     _need_torch()
     from edgefer.data import load_faces
@@ -86,7 +86,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
 @click.option("--eval-data", type=click.Path(path_type=Path),
               help="Evaluate the exported file on this data (with --eval-split) and store the figures in its metadata.")
 @click.option("--eval-split", default="PublicTest", show_default=True)
-@click.option("--version", "model_version", default="1.0.0", show_default=True)
+@click.option("--version", "model_version", default="1.1.0", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Path | None, eval_split: str,
                model_version: str, force: bool) -> None:
