@@ -45,9 +45,13 @@ def test_inference_slower_than_capture_skips_and_keeps_latency_flat():
     assert s.captured - s.delivered - s.skipped in (0, 1), "every captured frame is delivered, skipped or pending"
     snap = runner.snapshot()
     assert snap["frames_skipped"] == s.skipped
-    # Flat: one frame in flight, so latency is about one inference plus one capture interval.
+    # Flat: one frame in flight, so latency is about one inference plus one capture interval. A queue
+    # would add ~50 ms with every frame (seconds by the end). One stall of the shared 2-core CI
+    # machine is not a queue (seen once in a full-suite run: 162 ms in one frame of ~55, all others
+    # 52-60 ms), so the bound is on the 95th percentile, and the median must not drift.
     first, last = latencies[5:15], latencies[-10:]
-    assert max(latencies[5:]) < 50 + 10 + 60
+    lat = sorted(latencies[5:])
+    assert lat[int(0.95 * (len(lat) - 1))] < 50 + 10 + 60, lat
     assert abs(statistics.median(last) - statistics.median(first)) < 25
 
 
