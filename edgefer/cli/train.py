@@ -41,9 +41,14 @@ def _need_torch() -> None:
               help="Alignment template JSON for --realigned-frac (default: train/alignment_template.json).")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Deliver a moving average of the weights with this decay per step (0: the last weights).")
+@click.option("--teacher", type=click.Path(path_type=Path),
+              help="Distil this checkpoint: its flip-averaged outputs on each batch become soft targets.")
+@click.option("--distill", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Weight of the teacher's targets against the labels (with --teacher).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
-              realigned_frac: float, detector: Path | None, template: Path | None, ema: float) -> None:
+              realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
+              teacher: Path | None, distill: float) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -65,6 +70,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
     if init is not None and not init.is_file():
         raise UserError(f"{init}: checkpoint not found")
+    if teacher is not None and not teacher.is_file():
+        raise UserError(f"{teacher}: teacher checkpoint not found")
     det, tpl = None, None
     if realigned_frac > 0:
         from edgefer.edge.detector import resolve_detector_model
@@ -73,7 +80,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         tpl = load_template(template)["points"]
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
                       train_split=train_split, val_split=val_split, init=str(init or ""),
-                      realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema)
+                      realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
+                      teacher=str(teacher or ""), distill=distill)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
