@@ -130,7 +130,8 @@ def _teacher(cfg: TrainConfig) -> EmotionNet | None:
     if not Path(cfg.teacher).is_file():
         raise UserError(f"{cfg.teacher}: teacher checkpoint not found")
     ck = torch.load(cfg.teacher, map_location="cpu", weights_only=False)
-    teacher = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"])
+    with torch.random.fork_rng():  # its random init is overwritten: leave the run's random stream alone
+        teacher = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"])
     teacher.load_state_dict(delivered_weights(ck))
     log.info("distilling %s (weight %.2f)", cfg.teacher, cfg.distill)
     return teacher.to(memory_format=torch.channels_last).eval().requires_grad_(False)

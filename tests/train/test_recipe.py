@@ -224,3 +224,46 @@ def test_model_without_contract_is_refused(tmp_path, exported):
     (tmp_path / "garbage.onnx").write_bytes(b"\x00garbage" * 100)
     r = cli("eval", "/dev/null", "--model", tmp_path / "garbage.onnx", check=False)
     assert r.returncode == 78 and "not a valid ONNX file" in r.stderr
+
+
+def test_teacher_targets_are_the_flip_average(run_dir):
+    """The teacher's targets are the mean of its outputs on a batch and on its mirror image: the same
+    for a face and its mirror, probabilities summing to 1, intensities in 0..1."""
+    from edgefer.train.export import load_checkpoint
+    from edgefer.train.recipe import teacher_targets
+
+    teacher, _ = load_checkpoint(run_dir / "last.pt")
+    x = torch.randn(8, 1, 48, 48)
+    probs, inten = teacher_targets(teacher, x)
+    probs_m, inten_m = teacher_targets(teacher, x.flip(3))
+    assert torch.allclose(probs, probs_m, atol=1e-6) and torch.allclose(inten, inten_m, atol=1e-6)
+    assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+    assert float(inten.min()) >= 0 and float(inten.max()) <= 1
+    with torch.no_grad():
+        single = teacher(x)[0].softmax(1)
+    assert not torch.equal(probs, single), "a barely trained net is not mirror-symmetric"
+
+
+def test_distillation_changes_only_the_targets(tmp_path, slice_npz, run_dir):
+    """A teacher at weight 0 leaves the run bit-identical to one without (it draws no random numbers
+    and touches no weights); at weight 1 the student learns something else."""
+    from edgefer.data import load_faces
+    from edgefer.train.recipe import TrainConfig, train
+
+    faces = load_faces(slice_npz)
+    small = dict(epochs=1, batch_size=64, threads=1, max_steps=3)
+    teacher = str(run_dir / "last.pt")
+    runs = {"plain": TrainConfig(**small), "w0": TrainConfig(teacher=teacher, distill=0.0, **small),
+            "w1": TrainConfig(teacher=teacher, distill=1.0, **small)}
+    weights = {}
+    for name, cfg in runs.items():
+        train(faces, tmp_path / name, cfg, progress=False)
+        weights[name] = torch.load(tmp_path / name / "last.pt", weights_only=False)["model"]
+    w = "features.0.0.weight"
+    assert all(torch.equal(weights["plain"][k], weights["w0"][k]) for k in weights["plain"])
+    assert not torch.equal(weights["plain"][w], weights["w1"][w])
+
+
+def test_missing_teacher_is_one_line(tmp_path, slice_npz):
+    r = cli("train", "--data", slice_npz, "--out", tmp_path / "r", "--teacher", tmp_path / "nope.pt", check=False)
+    assert r.returncode != 0 and "teacher checkpoint not found" in r.stderr and "Traceback" not in r.stderr
