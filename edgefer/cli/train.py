@@ -94,7 +94,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
 @click.option("--eval-data", type=click.Path(path_type=Path),
               help="Evaluate the exported file on this data (with --eval-split) and store the figures in its metadata.")
 @click.option("--eval-split", default="PublicTest", show_default=True)
-@click.option("--version", "model_version", default="1.1.0", show_default=True)
+@click.option("--version", "model_version", default="1.2.0", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Path | None, eval_split: str,
                model_version: str, force: bool) -> None:
