@@ -52,7 +52,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
-    Example (the default model's two stages, see MODEL.md):
+    Example (the default model's first two stages; the third adds --teacher, see MODEL.md):
       edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1 --epochs 60
       edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v2-ft \\
         --init runs/v1/last.pt --epochs 70 --lr 0.05 --ema 0.999 --realigned-frac 0.5
