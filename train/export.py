@@ -19,22 +19,9 @@ from edgefer.errors import UserError
 from edgefer.modelinfo import ModelInfo, write_onnx_info
 
 from .model import EmotionNet
-from .recipe import delivered_weights
+from .recipe import load_checkpoint
 
 OPSET = 17
-
-
-def load_checkpoint(path: Path) -> tuple[EmotionNet, dict[str, Any]]:
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        model = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"])
-        model.load_state_dict(delivered_weights(ck))
-    except (KeyError, RuntimeError, EOFError, OSError) as exc:
-        raise UserError(f"{path}: not an edgefer training checkpoint ({type(exc).__name__})") from None
-    model.eval()
-    return model, ck
 
 
 def git_commit(cwd: Path | None = None) -> str:

@@ -124,17 +124,29 @@ def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes
     return out
 
 
+def load_checkpoint(path: Path) -> tuple[EmotionNet, dict[str, Any]]:
+    """The network a checkpoint delivers (in eval mode) and the checkpoint itself."""
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
+            model = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"])
+        model.load_state_dict(delivered_weights(ck))
+    except (KeyError, RuntimeError, EOFError, OSError) as exc:
+        raise UserError(f"{path}: not an edgefer training checkpoint ({type(exc).__name__})") from None
+    model.eval()
+    return model, ck
+
+
 def _teacher(cfg: TrainConfig) -> EmotionNet | None:
     if not cfg.teacher:
         return None
     if not Path(cfg.teacher).is_file():
         raise UserError(f"{cfg.teacher}: teacher checkpoint not found")
-    ck = torch.load(cfg.teacher, map_location="cpu", weights_only=False)
-    with torch.random.fork_rng():  # its random init is overwritten: leave the run's random stream alone
-        teacher = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"])
-    teacher.load_state_dict(delivered_weights(ck))
+    teacher, _ = load_checkpoint(Path(cfg.teacher))
     log.info("distilling %s (weight %.2f)", cfg.teacher, cfg.distill)
-    return teacher.to(memory_format=torch.channels_last).eval().requires_grad_(False)
+    return teacher.to(memory_format=torch.channels_last).requires_grad_(False)
 
 
 @torch.no_grad()
@@ -180,6 +192,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
 
+    teacher = _teacher(cfg)  # before the slow preparation, so a bad path fails at once
     x_tr = torch.from_numpy(preprocess(tr.pixels, spec))
     y_tr = torch.from_numpy(tr.labels)
     t_tr = torch.from_numpy(ferplus_shares(tr.votes))
@@ -193,7 +206,6 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     if cfg.init:
         model.load_state_dict(delivered_weights(torch.load(cfg.init, map_location="cpu", weights_only=False)))
         log.info("weights from %s", cfg.init)
-    teacher = _teacher(cfg)
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]

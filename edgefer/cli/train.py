@@ -70,8 +70,6 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
     if init is not None and not init.is_file():
         raise UserError(f"{init}: checkpoint not found")
-    if teacher is not None and not teacher.is_file():
-        raise UserError(f"{teacher}: teacher checkpoint not found")
     det, tpl = None, None
     if realigned_frac > 0:
         from edgefer.edge.detector import resolve_detector_model
