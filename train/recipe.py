@@ -57,7 +57,8 @@ class TrainConfig:
     train_split: str = "Training"
     val_split: str = "PublicTest"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # Fine-tuning stage: start from these weights (a checkpoint of this recipe; optimizer restarts).
+    # Fine-tuning stage: start from these weights (a checkpoint of this recipe or an exported edgefer
+    # ONNX model; the optimizer restarts).
     init: str = ""
     # Share of each batch shown as the deployment pipeline frames it (detector + aligner onto the
     # template, `train/realign.py`) instead of the original crop; needs `detector` and `template`.
@@ -67,8 +68,8 @@ class TrainConfig:
     # Decay per step of an exponential moving average of the weights, which is what the run then
     # delivers (checkpoint key "ema"); 0: off, the last weights are delivered.
     ema: float = 0.0
-    # Distillation: a checkpoint of this recipe whose flip-averaged outputs the student also learns
-    # from; `distill` is their weight against the labels (0..1). "": off.
+    # Distillation: a checkpoint of this recipe (or an exported edgefer ONNX model) whose
+    # flip-averaged outputs the student also learns from; `distill` is their weight against the labels (0..1). "": off.
     teacher: str = ""
     distill: float = 0.5
 
@@ -139,12 +140,22 @@ def load_checkpoint(path: Path) -> tuple[EmotionNet, dict[str, Any]]:
     return model, ck
 
 
+def load_network(path: Path, calib: torch.Tensor | None = None) -> EmotionNet:
+    """The network (in eval mode) of a checkpoint of this recipe or of an exported edgefer ONNX model;
+    `calib` (preprocessed faces) readies an ONNX model's batch norms for training (`from_onnx.py`)."""
+    if path.suffix.lower() == ".onnx":
+        from .from_onnx import network_from_onnx
+
+        return network_from_onnx(path, calib)
+    return load_checkpoint(path)[0]
+
+
 def _teacher(cfg: TrainConfig) -> EmotionNet | None:
     if not cfg.teacher:
         return None
     if not Path(cfg.teacher).is_file():
         raise UserError(f"{cfg.teacher}: teacher checkpoint not found")
-    teacher, _ = load_checkpoint(Path(cfg.teacher))
+    teacher = load_network(Path(cfg.teacher))
     log.info("distilling %s (weight %.2f)", cfg.teacher, cfg.distill)
     return teacher.to(memory_format=torch.channels_last).requires_grad_(False)
 
@@ -204,7 +215,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
 
     model = EmotionNet(cfg.widths, dropout=cfg.dropout).to(memory_format=torch.channels_last)
     if cfg.init:
-        model.load_state_dict(delivered_weights(torch.load(cfg.init, map_location="cpu", weights_only=False)))
+        model.load_state_dict(load_network(Path(cfg.init), calib=x_tr[:2048]).state_dict())
         log.info("weights from %s", cfg.init)
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

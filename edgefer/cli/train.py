@@ -32,7 +32,8 @@ def _need_torch() -> None:
 @click.option("--train-split", default="Training", show_default=True)
 @click.option("--val-split", default="PublicTest", show_default=True)
 @click.option("--init", "init", type=click.Path(path_type=Path),
-              help="Start from the weights of this checkpoint (a fine-tuning stage; the optimizer starts afresh).")
+              help="Start from the weights of this checkpoint or exported edgefer ONNX model (a fine-tuning stage; "
+                   "the optimizer starts afresh).")
 @click.option("--realigned-frac", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of training faces shown as the deployment detector and aligner frame them.")
 @click.option("--detector", type=click.Path(path_type=Path),
@@ -42,7 +43,8 @@ def _need_torch() -> None:
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Deliver a moving average of the weights with this decay per step (0: the last weights).")
 @click.option("--teacher", type=click.Path(path_type=Path),
-              help="Distil this checkpoint: its flip-averaged outputs on each batch become soft targets.")
+              help="Distil this checkpoint or edgefer ONNX model: its flip-averaged outputs on each batch become "
+                   "soft targets.")
 @click.option("--distill", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Weight of the teacher's targets against the labels (with --teacher).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
