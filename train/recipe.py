@@ -211,12 +211,11 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     keep = y_tr >= 0
     x_tr, y_tr, t_tr, w_tr = x_tr[keep], y_tr[keep], t_tr[keep], w_tr[keep]
     x_va = torch.from_numpy(preprocess(va.pixels, spec))
-    x_re, re_ok = _realigned(tr.pixels[keep.numpy()], cfg, spec, out)
-
     model = EmotionNet(cfg.widths, dropout=cfg.dropout).to(memory_format=torch.channels_last)
     if cfg.init:
         model.load_state_dict(load_network(Path(cfg.init), calib=x_tr[:2048]).state_dict())
         log.info("weights from %s", cfg.init)
+    x_re, re_ok = _realigned(tr.pixels[keep.numpy()], cfg, spec, out)  # slow: after what can fail at once
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
