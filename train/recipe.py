@@ -69,7 +69,8 @@ class TrainConfig:
     # delivers (checkpoint key "ema"); 0: off, the last weights are delivered.
     ema: float = 0.0
     # Distillation: a checkpoint of this recipe (or an exported edgefer ONNX model) whose
-    # flip-averaged outputs the student also learns from; `distill` is their weight against the labels (0..1). "": off.
+    # flip-averaged outputs the student also learns from; `distill` is their weight against the
+    # labels (0..1). "": off.
     teacher: str = ""
     distill: float = 0.5
 
