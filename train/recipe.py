@@ -10,7 +10,9 @@ beside them.
 With a `teacher` checkpoint the run distils it: the teacher sees each augmented batch and its mirror
 image (a flip-averaged prediction, which is worth about +1 pt at twice the compute), and both heads
 learn from a mix of their own targets and the teacher's outputs, weighted by `distill`. The student
-keeps the single-pass cost; the teacher is only used in training.
+keeps the single-pass cost; the teacher is only used in training. With `teacher_views="multi"` the
+teacher's targets are instead its outputs averaged over 18 fixed views of each original crop, computed
+once before training (`teacher_views.py`): a stronger teacher that costs nothing per step.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class TrainConfig:
     # labels (0..1). "": off.
     teacher: str = ""
     distill: float = 0.5
+    # "flip": the teacher runs on every augmented batch and its mirror image; "multi": its outputs
+    # averaged over `teacher_views.VIEWS` of each original crop, computed once (and cached in the run
+    # folder), serve as targets for every framing and augmentation of that face.
+    teacher_views: str = "flip"
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -154,6 +160,8 @@ def load_network(path: Path, calib: torch.Tensor | None = None) -> EmotionNet:
 def _teacher(cfg: TrainConfig) -> EmotionNet | None:
     if not cfg.teacher:
         return None
+    if cfg.teacher_views not in ("flip", "multi"):
+        raise UserError(f"teacher views must be 'flip' or 'multi', got {cfg.teacher_views!r}")
     if not Path(cfg.teacher).is_file():
         raise UserError(f"{cfg.teacher}: teacher checkpoint not found")
     teacher = load_network(Path(cfg.teacher))
@@ -217,6 +225,13 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
         model.load_state_dict(load_network(Path(cfg.init), calib=x_tr[:2048]).state_dict())
         log.info("weights from %s", cfg.init)
     x_re, re_ok = _realigned(tr.pixels[keep.numpy()], cfg, spec, out)  # slow: after what can fail at once
+    fixed_targets = None
+    if teacher is not None and cfg.teacher_views == "multi":
+        from .teacher_views import multi_view_targets_cached
+
+        fixed_targets = multi_view_targets_cached(Path(cfg.teacher), tr.pixels[keep.numpy()], spec, out, cfg.threads)
+        log.info("teacher targets over %d views: accuracy %.4f on the training labels", 18,
+                 float((fixed_targets[0].argmax(1) == y_tr).float().mean()))
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -272,7 +287,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             logits, int_logits = model.forward_raw(xb)
             cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
             if teacher is not None:
-                t_probs, t_int = teacher_targets(teacher, xb)
+                t_probs, t_int = (teacher_targets(teacher, xb) if fixed_targets is None
+                                  else (fixed_targets[0][idx], fixed_targets[1][idx]))
                 soft = -(t_probs * F.log_softmax(logits, 1)).sum(1).mean()
                 cls_loss = (1 - cfg.distill) * cls_loss + cfg.distill * soft
                 tb = (1 - cfg.distill) * tb + cfg.distill * t_int
