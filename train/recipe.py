@@ -227,10 +227,10 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     x_re, re_ok = _realigned(tr.pixels[keep.numpy()], cfg, spec, out)  # slow: after what can fail at once
     fixed_targets = None
     if teacher is not None and cfg.teacher_views == "multi":
-        from .teacher_views import multi_view_targets_cached
+        from .teacher_views import VIEWS, multi_view_targets_cached
 
         fixed_targets = multi_view_targets_cached(Path(cfg.teacher), tr.pixels[keep.numpy()], spec, out, cfg.threads)
-        log.info("teacher targets over %d views: accuracy %.4f on the training labels", 18,
+        log.info("teacher targets over %d views: accuracy %.4f on the training labels", 2 * len(VIEWS),
                  float((fixed_targets[0].argmax(1) == y_tr).float().mean()))
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
