@@ -229,7 +229,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     if teacher is not None and cfg.teacher_views == "multi":
         from .teacher_views import VIEWS, multi_view_targets_cached
 
-        fixed_targets = multi_view_targets_cached(Path(cfg.teacher), tr.pixels[keep.numpy()], spec, out, cfg.threads)
+        fixed_targets = multi_view_targets_cached(Path(cfg.teacher), tr.pixels[keep.numpy()], spec, out, cfg.threads,
+                                                  network=teacher)
         log.info("teacher targets over %d views: accuracy %.4f on the training labels", 2 * len(VIEWS),
                  float((fixed_targets[0].argmax(1) == y_tr).float().mean()))
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)

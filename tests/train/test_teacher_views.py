@@ -22,7 +22,8 @@ SPEC = InputSpec(size=48)
 
 @pytest.fixture(scope="module")
 def faces(fer_npz):
-    return load_faces(fer_npz).split("PublicTest").select(np.arange(3579) < 48)
+    public = load_faces(fer_npz).split("PublicTest")
+    return public.select(np.arange(len(public)) < 48)
 
 
 def test_views_move_the_face_as_described():
@@ -45,8 +46,7 @@ def test_targets_are_distributions_and_mirror_invariant(faces):
     assert inten.min() >= 0 and inten.max() <= 1
     probs_m, inten_m = tv.multi_view_targets(predict, np.ascontiguousarray(faces.pixels[:, :, ::-1]), SPEC)
     assert np.abs(probs - probs_m).max() < 1e-3 and np.abs(inten - inten_m).max() < 1e-3
-    logits = predict(preprocess(faces.pixels, SPEC))[0]
-    single = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    single = predict(preprocess(faces.pixels, SPEC))[0]
     assert np.abs(probs - single).max() > 0.05, "the average over views is not the single view"
 
 
