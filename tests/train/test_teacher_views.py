@@ -85,3 +85,18 @@ def test_unknown_teacher_views_is_a_user_error(tmp_path, fer_npz):
     with pytest.raises(UserError, match="teacher views must be"):
         train(load_faces(fer_npz), tmp_path, TrainConfig(teacher=str(default_model_path()), teacher_views="ten"),
               progress=False)
+
+
+def test_checkpoint_teacher_matches_its_export(tmp_path, fer_npz, faces):
+    """A checkpoint teacher (run in PyTorch) and its exported ONNX (run by the classifier) give the same targets."""
+    from edgefer.train.export import export
+
+    data = load_faces(fer_npz)
+    data = data.select(np.isin(np.arange(len(data)), np.flatnonzero(data.usage == "Training")[:128].tolist()
+                               + np.flatnonzero(data.usage == "PublicTest")[:32].tolist()))
+    last = train(data, tmp_path / "run", TrainConfig(epochs=1, batch_size=64, threads=1, max_steps=2), progress=False)
+    template = [[16.0, 20.0], [32.0, 20.0], [24.0, 28.0], [18.0, 36.0], [30.0, 36.0]]
+    export(last, tmp_path / "m.onnx", template, "0.0.1")
+    from_pt = tv.multi_view_targets(tv.predictor(last, threads=1), faces.pixels, SPEC)
+    from_onnx = tv.multi_view_targets(tv.predictor(tmp_path / "m.onnx", threads=1), faces.pixels, SPEC)
+    assert all(np.abs(a - b).max() < 1e-4 for a, b in zip(from_pt, from_onnx))
