@@ -12,7 +12,8 @@ image (a flip-averaged prediction, which is worth about +1 pt at twice the compu
 learn from a mix of their own targets and the teacher's outputs, weighted by `distill`. The student
 keeps the single-pass cost; the teacher is only used in training. With `teacher_views="multi"` the
 teacher's targets are instead its outputs averaged over 18 fixed views of each original crop, computed
-once before training (`teacher_views.py`): a stronger teacher that costs nothing per step.
+once before training (`teacher_views.py`): a stronger teacher that costs nothing per step, but its
+students scored worse than the flip teacher's in both runs measured (MODEL.md, stages 6 and 7).
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def _need_torch() -> None:
               help="Weight of the teacher's targets against the labels (with --teacher).")
 @click.option("--teacher-views", type=click.Choice(["flip", "multi"]), default="flip", show_default=True,
               help="flip: the teacher runs on each batch and its mirror; multi: its outputs over 18 fixed views "
-                   "of each crop, computed once before training (stronger, no cost per step).")
+                   "of each crop, computed once before training (no cost per step; a stronger teacher, but it trained "
+                   "worse students in both runs measured: MODEL.md, stages 6 and 7).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
