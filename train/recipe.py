@@ -80,6 +80,10 @@ class TrainConfig:
     # averaged over `teacher_views.VIEWS` of each original crop, computed once (and cached in the run
     # folder), serve as targets for every framing and augmentation of that face.
     teacher_views: str = "flip"
+    # Sharpness-aware minimisation (Foret et al., 2021): each step takes the gradient at the weights
+    # moved by `sam` (rho, in weight-norm units) up the loss, which favours flat minima and resists
+    # label noise; twice the compute per step. 0: plain SGD.
+    sam: float = 0.0
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -176,6 +180,53 @@ def teacher_targets(teacher: EmotionNet, xb: torch.Tensor) -> tuple[torch.Tensor
     logits, inten = teacher(torch.cat([xb, xb.flip(3)]))
     k = len(xb)
     return (logits[:k].softmax(1) + logits[k:].softmax(1)) / 2, (inten[:k] + inten[k:]) / 2
+
+
+def batch_losses(model: EmotionNet, xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor, wb: torch.Tensor,
+                 t_probs: torch.Tensor | None, t_int: torch.Tensor | None, cfg: TrainConfig,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Total, classification and intensity losses of one batch (labels mixed with the teacher's
+    outputs when there is one), and the classification logits."""
+    logits, int_logits = model.forward_raw(xb)
+    cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+    if t_probs is not None and t_int is not None:
+        soft = -(t_probs * F.log_softmax(logits, 1)).sum(1).mean()
+        cls_loss = (1 - cfg.distill) * cls_loss + cfg.distill * soft
+        tb = (1 - cfg.distill) * tb + cfg.distill * t_int
+    bce = F.binary_cross_entropy_with_logits(int_logits, tb, reduction="none").mean(1)
+    int_loss = (bce * wb).sum() / wb.sum().clamp(min=1)
+    return cls_loss + cfg.intensity_weight * int_loss, cls_loss, int_loss, logits
+
+
+@torch.no_grad()
+def sam_ascend(model: torch.nn.Module, rho: float) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """Move the weights by `rho` along their normalised gradient (SAM's ascent step); returns the moves."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.norm(torch.stack([p.grad.norm(2) for p in params]), 2)
+    moves = []
+    for p in params:
+        e = p.grad * (rho / (norm + 1e-12))
+        p.add_(e)
+        moves.append((p, e))
+    return moves
+
+
+@torch.no_grad()
+def sam_descend(moves: list[tuple[torch.nn.Parameter, torch.Tensor]]) -> None:
+    """Put the weights back where `sam_ascend` found them (their gradients stay those of the moved point)."""
+    for p, e in moves:
+        p.sub_(e)
+
+
+def _bn_frozen_stats(model: torch.nn.Module, frozen: bool) -> None:
+    """SAM's second forward pass must not count twice in the batch-norm running statistics."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            if frozen:
+                m.backup_momentum = m.momentum  # type: ignore[assignment]
+                m.momentum = 0.0
+            else:
+                m.momentum = getattr(m, "backup_momentum", m.momentum)
 
 
 def _realigned(pixels: np.ndarray, cfg: TrainConfig, spec: InputSpec,
@@ -286,19 +337,21 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
-            logits, int_logits = model.forward_raw(xb)
-            cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            t_probs = t_int = None
             if teacher is not None:
                 t_probs, t_int = (teacher_targets(teacher, xb) if fixed_targets is None
                                   else (fixed_targets[0][idx], fixed_targets[1][idx]))
-                soft = -(t_probs * F.log_softmax(logits, 1)).sum(1).mean()
-                cls_loss = (1 - cfg.distill) * cls_loss + cfg.distill * soft
-                tb = (1 - cfg.distill) * tb + cfg.distill * t_int
-            bce = F.binary_cross_entropy_with_logits(int_logits, tb, reduction="none").mean(1)
-            int_loss = (bce * wb).sum() / wb.sum().clamp(min=1)
-            loss = cls_loss + cfg.intensity_weight * int_loss
+
+            loss, cls_loss, int_loss, logits = batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.sam > 0:
+                moves = sam_ascend(model, cfg.sam)
+                opt.zero_grad(set_to_none=True)
+                _bn_frozen_stats(model, True)
+                batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)[0].backward()
+                _bn_frozen_stats(model, False)
+                sam_descend(moves)
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)

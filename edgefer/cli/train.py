@@ -51,10 +51,12 @@ def _need_torch() -> None:
               help="flip: the teacher runs on each batch and its mirror; multi: its outputs over 18 fixed views "
                    "of each crop, computed once before training (no cost per step; a stronger teacher, but it trained "
                    "worse students in both runs measured: MODEL.md, stages 6 and 7).")
+@click.option("--sam", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
-              teacher: Path | None, distill: float, teacher_views: str) -> None:
+              teacher: Path | None, distill: float, teacher_views: str, sam: float) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -85,7 +87,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
                       train_split=train_split, val_split=val_split, init=str(init or ""),
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
-                      teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views)
+                      teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
