@@ -52,7 +52,7 @@ def _need_torch() -> None:
                    "of each crop, computed once before training (no cost per step; a stronger teacher, but it trained "
                    "worse students in both runs measured: MODEL.md, stages 6 and 7).")
 @click.option("--sam", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step).")
+              help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step; MODEL.md, stage 8).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
