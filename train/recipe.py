@@ -81,7 +81,7 @@ class TrainConfig:
     # folder), serve as targets for every framing and augmentation of that face.
     teacher_views: str = "flip"
     # Sharpness-aware minimisation (Foret et al., 2021): each step takes the gradient at the weights
-    # moved by `sam` (rho, in weight-norm units) up the loss, which favours flat minima and resists
+    # moved by `sam` (rho, in weight-norm units) up the loss, which favours flat minima and is reported to resist
     # label noise; twice the compute per step. 0: plain SGD. Fine-tuning 1.2.0 with it (rho 0.05) did not
     # raise accuracy (MODEL.md, stage 8).
     sam: float = 0.0
