@@ -24,6 +24,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,15 +221,18 @@ def sam_descend(moves: list[tuple[torch.nn.Parameter, torch.Tensor]]) -> None:
         p.sub_(e)
 
 
-def _bn_frozen_stats(model: torch.nn.Module, frozen: bool) -> None:
+@contextmanager
+def _bn_stats_frozen(model: torch.nn.Module) -> Iterator[None]:
     """SAM's second forward pass must not count twice in the batch-norm running statistics."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            if frozen:
-                m.backup_momentum = m.momentum  # type: ignore[assignment]
-                m.momentum = 0.0
-            else:
-                m.momentum = getattr(m, "backup_momentum", m.momentum)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
 
 
 def _realigned(pixels: np.ndarray, cfg: TrainConfig, spec: InputSpec,
@@ -349,9 +354,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             if cfg.sam > 0:
                 moves = sam_ascend(model, cfg.sam)
                 opt.zero_grad(set_to_none=True)
-                _bn_frozen_stats(model, True)
-                batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)[0].backward()
-                _bn_frozen_stats(model, False)
+                with _bn_stats_frozen(model):
+                    batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)[0].backward()
                 sam_descend(moves)
             opt.step()
             if ema is not None:

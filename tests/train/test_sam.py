@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
 
 from edgefer.train.model import EmotionNet  # noqa: E402
-from edgefer.train.recipe import TrainConfig, _bn_frozen_stats, sam_ascend, sam_descend, train  # noqa: E402
+from edgefer.train.recipe import TrainConfig, _bn_stats_frozen, sam_ascend, sam_descend, train  # noqa: E402
 
 
 def _net_with_grads() -> EmotionNet:
@@ -53,7 +53,6 @@ def test_sam_step_counts_batch_norm_once_and_changes_the_weights(tmp_path, fer_n
     assert not torch.equal(state["plain"]["features.0.0.weight"], state["sam"]["features.0.0.weight"])
     net = EmotionNet((8, 8, 8, 8))
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    _bn_frozen_stats(net, True)
-    assert bns and all(m.momentum == 0.0 for m in bns)
-    _bn_frozen_stats(net, False)
+    with _bn_stats_frozen(net):
+        assert bns and all(m.momentum == 0.0 for m in bns)
     assert all(m.momentum == 0.1 for m in bns)
