@@ -36,11 +36,12 @@ def network_from_onnx(path: Path, calib: torch.Tensor | None = None) -> EmotionN
     try:
         folded = [(weights[n.input[1]], weights[n.input[2]]) for n in convs]
         heads = {k: weights[k] for k in ("cls_head.weight", "cls_head.bias", "int_head.weight", "int_head.bias")}
-        widths = tuple(int(folded[i][0].shape[0]) for i in (0, 1, 3, 5))
-    except (KeyError, IndexError):
-        raise ConfigError(f"{path}: not the edgefer network's layout (6 folded convolutions, two heads)") from None
+        widths, depths = layout_of(proto.graph.node, weights)
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(f"{path}: not the edgefer network's layout (folded 3x3 convolutions in stages, "
+                          "two heads)") from None
     with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
-        net = EmotionNet(widths)
+        net = EmotionNet(widths, depths=depths)
     blocks = [m for m in net.features if isinstance(m, nn.Sequential)]
     if len(blocks) != len(folded) or any(blk[0].weight.shape != w.shape for blk, (w, _) in zip(blocks, folded)):
         raise ConfigError(f"{path}: not the edgefer network's layout (convolution shapes differ)")
@@ -59,6 +60,29 @@ def network_from_onnx(path: Path, calib: torch.Tensor | None = None) -> EmotionN
     if calib is not None:
         _restandardise(net, blocks, calib)
     return net
+
+
+def layout_of(nodes, weights: dict[str, torch.Tensor]) -> tuple[tuple[int, ...], tuple[int, ...]]:  # type: ignore[no-untyped-def]
+    """Stage widths and depths of an exported network: its convolutions in graph order, a new stage
+    after each max pooling (the network is a plain chain, so graph order is layer order)."""
+    widths: list[int] = []
+    depths: list[int] = []
+    new_stage = True
+    for n in nodes:
+        if n.op_type == "MaxPool":
+            new_stage = True
+        elif n.op_type == "Conv":
+            w = int(weights[n.input[1]].shape[0])
+            if new_stage:
+                widths.append(w)
+                depths.append(0)
+                new_stage = False
+            elif w != widths[-1]:
+                raise ValueError(f"convolution of width {w} inside a stage of width {widths[-1]}")
+            depths[-1] += 1
+    if not widths:
+        raise ValueError("no convolutions")
+    return tuple(widths), tuple(depths)
 
 
 @torch.no_grad()

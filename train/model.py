@@ -1,9 +1,9 @@
 """The edgefer network: a compact VGG-style CNN with a classification and an intensity head.
 
 The published FER system used a VGG-style CNN with a softmax head and a second, sigmoid head
-for per-emotion intensity. This is the same idea shrunk for edge devices: four stages of 3x3
-convolutions with batch norm, global average pooling, and two linear heads on a shared
-embedding. FLOPs are counted as 2 x multiply-accumulates (see `count_macs`).
+for per-emotion intensity. This is the same idea shrunk for edge devices: stages of 3x3
+convolutions with batch norm (max pooling between stages), global average pooling, and two linear
+heads on a shared embedding. FLOPs are counted as 2 x multiply-accumulates (see `count_macs`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,23 @@ class EmotionNet(nn.Module):
     """Grayscale face (N x 1 x S x S) -> (logits N x 7, intensity N x 7 in 0..1)."""
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), num_classes: int = 7,
-                 dropout: float = 0.3) -> None:
+                 dropout: float = 0.3, depths: tuple[int, ...] = (1, 2, 2, 1)) -> None:
         super().__init__()
-        w0, w1, w2, w3 = widths
-        self.features = nn.Sequential(
-            _conv(1, w0), nn.MaxPool2d(2),  # S/2
-            _conv(w0, w1), _conv(w1, w1), nn.MaxPool2d(2),  # S/4
-            _conv(w1, w2), _conv(w2, w2), nn.MaxPool2d(2),  # S/8
-            _conv(w2, w3),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
+        if len(widths) != len(depths) or min(depths, default=0) < 1:
+            raise ValueError(f"one depth >= 1 per stage width: widths {widths}, depths {depths}")
+        self.widths, self.depths = tuple(widths), tuple(depths)
+        layers: list[nn.Module] = []
+        cin = 1
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            if i:
+                layers.append(nn.MaxPool2d(2))  # each later stage works at half the resolution
+            for _ in range(d):
+                layers.append(_conv(cin, w))
+                cin = w
+        # With the default layout the module indices are those of every checkpoint made before
+        # `depths` existed: 48 -> 24 -> 12 -> 6 pixels, 1 + 2 + 2 + 1 convolutions.
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        w3 = widths[-1]
         self.dropout = nn.Dropout(dropout)
         self.cls_head = nn.Linear(w3, num_classes)
         self.int_head = nn.Linear(w3, num_classes)

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     intensity_weight: float = 2.0
     warmup_frac: float = 0.05
+    # The network's layout: channels of each stage and 3x3 convolutions in it (`model.EmotionNet`).
+    # A fine-tuning stage (`init`) takes the layout of the weights it starts from.
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    depths: tuple[int, ...] = (1, 2, 2, 1)
     dropout: float = 0.3
     seed: int = 20261122
     threads: int = 0  # 0: leave torch's default
@@ -147,7 +150,8 @@ def load_checkpoint(path: Path) -> tuple[EmotionNet, dict[str, Any]]:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
         with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
-            model = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"])
+            model = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"],
+                               depths=tuple(ck["config"].get("depths", (1, 2, 2, 1))))
         model.load_state_dict(delivered_weights(ck))
     except (KeyError, RuntimeError, EOFError, OSError) as exc:
         raise UserError(f"{path}: not an edgefer training checkpoint ({type(exc).__name__})") from None
@@ -278,9 +282,12 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     keep = y_tr >= 0
     x_tr, y_tr, t_tr, w_tr = x_tr[keep], y_tr[keep], t_tr[keep], w_tr[keep]
     x_va = torch.from_numpy(preprocess(va.pixels, spec))
-    model = EmotionNet(cfg.widths, dropout=cfg.dropout).to(memory_format=torch.channels_last)
-    if cfg.init:
-        model.load_state_dict(load_network(Path(cfg.init), calib=x_tr[:2048]).state_dict())
+    start = load_network(Path(cfg.init), calib=x_tr[:2048]) if cfg.init else None
+    if start is not None:
+        cfg = replace(cfg, widths=start.widths, depths=start.depths)
+    model = EmotionNet(cfg.widths, dropout=cfg.dropout, depths=cfg.depths).to(memory_format=torch.channels_last)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
         log.info("weights from %s", cfg.init)
     x_re, re_ok = _realigned(tr.pixels[keep.numpy()], cfg, spec, out)  # slow: after what can fail at once
     fixed_targets = None
@@ -311,7 +318,11 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     last = out / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError:
+            raise UserError(f"{last}: a network of another layout than this run's (--widths/--depths "
+                            f"{cfg.widths}/{cfg.depths}); resume it with the options it started with") from None
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])

@@ -18,6 +18,16 @@ def _need_torch() -> None:
         raise UserError("training needs PyTorch: pip install 'edgefer[train]'") from None
 
 
+def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: comma-separated whole numbers expected", param=param) from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"{value!r}: each number must be at least 1", param=param)
+    return out
+
+
 @click.command("train")
 @click.option("--data", required=True, type=click.Path(path_type=Path),
               help="Labelled faces: the shared npz or a FER-2013 CSV (with FER+ vote columns for the intensity head).")
@@ -53,10 +63,16 @@ def _need_torch() -> None:
                    "worse students in both runs measured: MODEL.md, stages 6 and 7).")
 @click.option("--sam", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step; MODEL.md, stage 8).")
+@click.option("--widths", default="32,64,128,256", show_default=True, callback=lambda c, p, v: _int_list(p, v),
+              help="Channels of each stage of the network (a new stage after each max pooling).")
+@click.option("--depths", default="1,2,2,1", show_default=True, callback=lambda c, p, v: _int_list(p, v),
+              help="3x3 convolutions in each stage (one per width). A fine-tuning stage (--init) keeps the "
+                   "layout of its start.")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
-              teacher: Path | None, distill: float, teacher_views: str, sam: float) -> None:
+              teacher: Path | None, distill: float, teacher_views: str, sam: float,
+              widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -73,6 +89,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     logging.getLogger("edgefer.train").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if len(widths) != len(depths):
+        raise UserError(f"--widths {widths} and --depths {depths}: give one depth per stage")
     faces = load_faces(data)
     if out.exists() and (out / "last.pt").exists() and not resume:
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
@@ -87,7 +105,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
                       train_split=train_split, val_split=val_split, init=str(init or ""),
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
-                      teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam)
+                      teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam,
+                      widths=widths, depths=depths)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
