@@ -14,7 +14,9 @@ calibration batch, and the convolution outputs have the unit variance batch norm
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,6 +25,9 @@ from edgefer.errors import ConfigError
 from edgefer.modelinfo import load_onnx, read_onnx_info
 
 from .model import EmotionNet
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def network_from_onnx(path: Path, calib: torch.Tensor | None = None) -> EmotionNet:
@@ -62,7 +67,7 @@ def network_from_onnx(path: Path, calib: torch.Tensor | None = None) -> EmotionN
     return net
 
 
-def layout_of(nodes, weights: dict[str, torch.Tensor]) -> tuple[tuple[int, ...], tuple[int, ...]]:  # type: ignore[no-untyped-def]
+def layout_of(nodes: Iterable[onnx.NodeProto], weights: dict[str, torch.Tensor]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Stage widths and depths of an exported network: its convolutions in graph order, a new stage
     after each max pooling (the network is a plain chain, so graph order is layer order)."""
     widths: list[int] = []

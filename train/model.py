@@ -40,10 +40,9 @@ class EmotionNet(nn.Module):
         # With the default layout the module indices are those of every checkpoint made before
         # `depths` existed: 48 -> 24 -> 12 -> 6 pixels, 1 + 2 + 2 + 1 convolutions.
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        w3 = widths[-1]
         self.dropout = nn.Dropout(dropout)
-        self.cls_head = nn.Linear(w3, num_classes)
-        self.int_head = nn.Linear(w3, num_classes)
+        self.cls_head = nn.Linear(cin, num_classes)
+        self.int_head = nn.Linear(cin, num_classes)
 
     def forward_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and intensity *logits* (before the sigmoid), for the training losses."""

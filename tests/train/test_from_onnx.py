@@ -65,14 +65,10 @@ def test_calibration_makes_train_mode_start_where_the_model_is(faces):
     assert plain < 0.6, plain
 
 
-def test_fine_tune_and_distil_from_the_default_model(tmp_path, fer_npz):
+def test_fine_tune_and_distil_from_the_default_model(tmp_path, fer_slice):
     """--init and --teacher take the exported default model: after two steps at a tiny learning rate
     the run validates near the default model's accuracy (a fresh network scores about 25%)."""
-    data = np.load(fer_npz)
-    idx = np.concatenate([np.flatnonzero(data["usage"] == "Training")[:256],
-                          np.flatnonzero(data["usage"] == "PublicTest")[:512]])
-    npz = tmp_path / "slice.npz"
-    np.savez(npz, **{k: data[k][idx] for k in ("pixels", "labels", "usage", "ferplus_votes")})
+    npz = fer_slice(tmp_path / "slice.npz", 256, 512)
     model = default_model_path()
     r = subprocess.run([sys.executable, "-m", "edgefer", "train", "--data", npz, "--out", tmp_path / "run",
                         "--init", model, "--teacher", model, "--epochs", "1", "--max-steps", "2", "--lr", "1e-4",

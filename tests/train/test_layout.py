@@ -24,12 +24,8 @@ def cli(*args: object) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def slice_npz(tmp_path_factory, fer_npz) -> Path:
-    d = np.load(fer_npz)
-    idx = np.concatenate([np.flatnonzero(d["usage"] == "Training")[:256], np.flatnonzero(d["usage"] == "PublicTest")[:128]])
-    path = tmp_path_factory.mktemp("data") / "slice.npz"
-    np.savez(path, **{k: d[k][idx] for k in ("pixels", "labels", "usage", "ferplus_votes")})
-    return path
+def slice_npz(tmp_path_factory, fer_slice) -> Path:
+    return fer_slice(tmp_path_factory.mktemp("data") / "slice.npz", 256, 128)
 
 
 @pytest.fixture(scope="module")

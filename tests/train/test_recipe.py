@@ -24,13 +24,9 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def slice_npz(tmp_path_factory, fer_npz) -> Path:
+def slice_npz(tmp_path_factory, fer_slice) -> Path:
     """512 Training and 256 PublicTest rows, in the shared npz format."""
-    d = np.load(fer_npz)
-    idx = np.concatenate([np.flatnonzero(d["usage"] == "Training")[:512], np.flatnonzero(d["usage"] == "PublicTest")[:256]])
-    path = tmp_path_factory.mktemp("data") / "slice.npz"
-    np.savez(path, **{k: d[k][idx] for k in ("pixels", "labels", "usage", "ferplus_votes")})
-    return path
+    return fer_slice(tmp_path_factory.mktemp("data") / "slice.npz", 512, 256)
 
 
 @pytest.fixture(scope="module")
