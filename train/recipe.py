@@ -68,6 +68,9 @@ class TrainConfig:
     # Fine-tuning stage: start from these weights (a checkpoint of this recipe or an exported edgefer
     # ONNX model; the optimizer restarts).
     init: str = ""
+    # With `init`: first narrow the start to these stage widths, keeping its most useful channels
+    # (`train/prune.py`); empty: keep the start's widths.
+    prune_to: tuple[int, ...] = ()
     # Share of each batch shown as the deployment pipeline frames it (detector + aligner onto the
     # template, `train/realign.py`) instead of the original crop; needs `detector` and `template`.
     realigned_frac: float = 0.0
@@ -283,6 +286,16 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     x_tr, y_tr, t_tr, w_tr = x_tr[keep], y_tr[keep], t_tr[keep], w_tr[keep]
     x_va = torch.from_numpy(preprocess(va.pixels, spec))
     start = load_network(Path(cfg.init), calib=x_tr[:2048]) if cfg.init else None
+    if cfg.prune_to:
+        if start is None:
+            raise UserError("--prune-to narrows the network of --init: give --init")
+        from .prune import prune
+
+        try:
+            start = prune(start, cfg.prune_to, x_tr[:2048])
+        except ValueError as exc:
+            raise UserError(f"--prune-to: {exc}") from None
+        log.info("pruned to widths %s", start.widths)
     if start is not None:
         cfg = replace(cfg, widths=start.widths, depths=start.depths)
     model = EmotionNet(cfg.widths, dropout=cfg.dropout, depths=cfg.depths).to(memory_format=torch.channels_last)

@@ -68,11 +68,14 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--depths", default="1,2,2,1", show_default=True, callback=lambda c, p, v: _int_list(p, v),
               help="3x3 convolutions in each stage (one per width). A fine-tuning stage (--init) keeps the "
                    "layout of its start.")
+@click.option("--prune-to", default="", callback=lambda c, p, v: _int_list(p, v) if v else (),
+              help="With --init: narrow its network to these stage widths first, keeping its most useful channels "
+                   "(a cheaper network to fine-tune; MODEL.md, stage 10).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
               teacher: Path | None, distill: float, teacher_views: str, sam: float,
-              widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
+              widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...]) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -106,7 +109,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
                       train_split=train_split, val_split=val_split, init=str(init or ""),
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
                       teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam,
-                      widths=widths, depths=depths)
+                      widths=widths, depths=depths, prune_to=prune_to)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
