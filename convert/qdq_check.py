@@ -27,7 +27,7 @@ QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 SUPPORTED_OPS = frozenset({
     "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
     "ConvTranspose", "DepthToSpace", "Div", "Exp", "Flatten", "Gather", "Gemm", "GlobalAveragePool",
-    "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "MatMul", "Max", "MaxPool",
+    "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Log", "MatMul", "Max", "MaxPool",
     "Min", "Mul", "Pad", "PRelu", "ReduceMean", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice",
     "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Upsample",
 } | QDQ_OPS)

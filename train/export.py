@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
 from edgefer import __version__
 from edgefer.contract import InputSpec
@@ -32,7 +33,48 @@ def git_commit(cwd: Path | None = None) -> str:
         return ""
 
 
-def to_onnx(model: EmotionNet, spec: InputSpec) -> onnx.ModelProto:
+class FlipAveraged(nn.Module):
+    """Test-time flip inside the graph: the network runs on each face and its mirror image in one batch
+    of 2N, and the two class distributions and intensities are averaged. Twice the cost of one pass;
+    `logits` out are the log of the averaged probabilities, so a softmax of them gives that average."""
+
+    def __init__(self, net: EmotionNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, inten = self.net(torch.cat([x, x.flip(3)]))
+        k = logits.shape[1]
+        p = torch.softmax(logits, 1).reshape(2, -1, k).mean(0)
+        return torch.log(p.clamp_min(1e-12)), inten.reshape(2, -1, k).mean(0)
+
+
+def onnx_macs_per_face(proto: onnx.ModelProto) -> int:
+    """Multiply-accumulates of the Conv and Gemm/MatMul nodes for one input face, from the graph's
+    shapes inferred at batch 1 (a flip-averaged model runs its convolutions on two images per face)."""
+    from onnx import shape_inference
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    dim = m.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.Clear()
+    dim.dim_value = 1
+    m = shape_inference.infer_shapes(m, strict_mode=True)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)}
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    macs = 0
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            w = inits[n.input[1]]  # cout, cin/groups, kh, kw
+            macs += int(np.prod(shapes[n.output[0]])) * int(np.prod(w[1:]))
+        elif n.op_type in ("Gemm", "MatMul"):
+            out = shapes[n.output[0]]
+            macs += int(np.prod(out)) * (int(np.prod(inits[n.input[1]])) // out[-1])
+    return macs
+
+
+def to_onnx(model: nn.Module, spec: InputSpec) -> onnx.ModelProto:
     model = model.eval().to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(2, 1, spec.size, spec.size)
     buf = io.BytesIO()
@@ -46,8 +88,9 @@ def to_onnx(model: EmotionNet, spec: InputSpec) -> onnx.ModelProto:
 
 def export(checkpoint: Path, out: Path, template: list[list[float]], version: str,
            validation: dict[str, Any] | None = None, training_data: str = "", extra: dict[str, Any] | None = None,
-           force: bool = False) -> ModelInfo:
-    """Write `out` atomically; returns the contract written into it."""
+           force: bool = False, flip: bool = False) -> ModelInfo:
+    """Write `out` atomically; returns the contract written into it. `flip`: average each face with
+    its mirror image inside the graph (`FlipAveraged`)."""
     if out.exists() and not force:
         raise UserError(f"{out}: already exists (use --force to replace it)")
     model, ck = load_checkpoint(checkpoint)
@@ -56,11 +99,12 @@ def export(checkpoint: Path, out: Path, template: list[list[float]], version: st
     if training_data and frac > 0:
         training_data += (f"; last stage fine-tuned with {frac:.0%} of the faces framed by the deployment"
                           " detector and aligner")
-    proto = to_onnx(model, spec)
+    proto = to_onnx(FlipAveraged(model) if flip else model, spec)
     info = ModelInfo(input=spec, template=template, version=version, precision="fp32",
                      training_data=training_data, validation=validation or {},
                      extra={"edgefer": __version__, "epochs": ck["epoch"], "config": ck["config"],
-                            "commit": git_commit(Path(__file__).parent), **(extra or {})})
+                            "commit": git_commit(Path(__file__).parent), "test_time_flip": flip,
+                            "macs_per_face": onnx_macs_per_face(proto), **(extra or {})})
     write_onnx_info(proto, info)
     proto.producer_name, proto.producer_version = "edgefer", __version__
     proto.doc_string = "edgefer facial emotion model: logits (softmax) + per-emotion intensity (sigmoid)"
@@ -71,7 +115,7 @@ def export(checkpoint: Path, out: Path, template: list[list[float]], version: st
     return info
 
 
-def check_parity(model: EmotionNet, onnx_path: Path, spec: InputSpec, n: int = 16) -> float:
+def check_parity(model: nn.Module, onnx_path: Path, spec: InputSpec, n: int = 16) -> float:
     """Largest absolute difference between PyTorch and ONNX Runtime outputs on random input."""
     import onnxruntime as ort
 

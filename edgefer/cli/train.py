@@ -94,6 +94,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     if len(widths) != len(depths):
         raise UserError(f"--widths {widths} and --depths {depths}: give one depth per stage")
+    if prune_to and init is None:
+        raise UserError("--prune-to narrows the network of --init: give --init")
     faces = load_faces(data)
     if out.exists() and (out / "last.pt").exists() and not resume:
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
@@ -123,9 +125,11 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
               help="Evaluate the exported file on this data (with --eval-split) and store the figures in its metadata.")
 @click.option("--eval-split", default="PublicTest", show_default=True)
 @click.option("--version", "model_version", default="1.2.0", show_default=True)
+@click.option("--flip", is_flag=True,
+              help="Average each face with its mirror image inside the model (twice the cost per face).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Path | None, eval_split: str,
-               model_version: str, force: bool) -> None:
+               model_version: str, flip: bool, force: bool) -> None:
     """Export a checkpoint to the contract ONNX (metadata inside), optionally with validation figures.
 
     \b
@@ -134,13 +138,13 @@ def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Pa
         --eval-data ../shared/data/fer2013/fer2013_trainval.npz --eval-split PublicTest
     """
     _need_torch()
-    from edgefer.train.export import check_parity, export, load_checkpoint
+    from edgefer.train.export import FlipAveraged, check_parity, export, load_checkpoint
 
     tpl = load_template(template)
-    info = export(checkpoint, out, tpl["points"], model_version, force=force,
+    info = export(checkpoint, out, tpl["points"], model_version, force=force, flip=flip,
                   training_data="FER-2013 Training rows (28,565) with FER+ vote shares for intensity")
     model, _ = load_checkpoint(checkpoint)
-    diff = check_parity(model, out, info.input)
+    diff = check_parity(FlipAveraged(model) if flip else model, out, info.input)
     if diff > 1e-3:
         out.unlink()
         raise RuntimeError(f"exported model differs from PyTorch by {diff}")
