@@ -24,27 +24,35 @@ def prune(net: EmotionNet, widths: tuple[int, ...], calib: torch.Tensor) -> Emot
     if len(widths) != len(net.widths) or any(w > old for w, old in zip(widths, net.widths)):
         raise ValueError(f"widths {widths}: need one per stage of {net.widths}, none larger")
     net = net.eval()
-    blocks = [m for m in net.features if isinstance(m, nn.Sequential)]
+    blocks = _blocks(net)
     acts: list[torch.Tensor] = []
     hooks = [blk[2].register_forward_hook(lambda _m, _i, out: acts.append(out.pow(2).mean((0, 2, 3)).sqrt()))
              for blk in blocks]
     net(calib)
     for h in hooks:
         h.remove()
-    # The width of each block: every convolution of stage i gets widths[i].
-    block_widths = [w for w, d in zip(widths, net.depths) for _ in range(d)]
     readers = [blocks[i + 1][0].weight for i in range(len(blocks) - 1)]
     readers.append(torch.cat([net.cls_head.weight, net.int_head.weight])[:, :, None, None])
     keep = []
-    for rms, reader, w in zip(acts, readers, block_widths):
+    for rms, reader, w in zip(acts, readers, block_widths(widths, net.depths)):
         score = rms * reader.pow(2).sum((0, 2, 3)).sqrt()
         keep.append(score.topk(w).indices.sort().values)
+    return keep_channels(net, widths, keep)
 
+
+def block_widths(widths: tuple[int, ...], depths: tuple[int, ...]) -> list[int]:
+    """The output width of each convolution block, in order: every block of stage i has widths[i]."""
+    return [w for w, d in zip(widths, depths) for _ in range(d)]
+
+
+@torch.no_grad()
+def keep_channels(net: EmotionNet, widths: tuple[int, ...], keep: list[torch.Tensor]) -> EmotionNet:
+    """A network of `widths` made of `net`'s output channels `keep[i]` of each convolution block (and
+    the matching input channels of the next block and of the heads), in eval mode."""
     with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
         small = EmotionNet(widths, dropout=net.dropout.p, depths=net.depths)
-    small_blocks = [m for m in small.features if isinstance(m, nn.Sequential)]
     prev = torch.arange(1)  # the grey input channel
-    for blk, new, k in zip(blocks, small_blocks, keep):
+    for blk, new, k in zip(_blocks(net), _blocks(small), keep):
         new[0].weight.copy_(blk[0].weight[k][:, prev])
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(new[1], name).copy_(getattr(blk[1], name)[k])
@@ -53,3 +61,7 @@ def prune(net: EmotionNet, widths: tuple[int, ...], calib: torch.Tensor) -> Emot
         getattr(small, head).weight.copy_(getattr(net, head).weight[:, prev])
         getattr(small, head).bias.copy_(getattr(net, head).bias)
     return small.eval()
+
+
+def _blocks(net: EmotionNet) -> list[nn.Sequential]:
+    return [m for m in net.features if isinstance(m, nn.Sequential)]

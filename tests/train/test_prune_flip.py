@@ -21,7 +21,7 @@ from edgefer.modelinfo import read_onnx_info  # noqa: E402
 from edgefer.train.export import onnx_macs_per_face  # noqa: E402
 from edgefer.train.from_onnx import network_from_onnx  # noqa: E402
 from edgefer.train.model import EmotionNet, count_macs  # noqa: E402
-from edgefer.train.prune import prune  # noqa: E402
+from edgefer.train.prune import block_widths, keep_channels, prune  # noqa: E402
 
 EDGEFER = [sys.executable, "-m", "edgefer"]
 
@@ -73,25 +73,10 @@ def test_pruning_keeps_useful_channels(embedded_net, faces):
 
 
 def random_prune(net: EmotionNet, widths: tuple[int, ...], gen: torch.Generator) -> EmotionNet:
-    """`prune` with random channel choices: the same slicing, scores replaced by noise."""
-    from torch import nn
-
-    blocks = [m for m in net.features if isinstance(m, nn.Sequential)]
-    small = EmotionNet(widths, depths=net.depths).eval()
-    new_blocks = [m for m in small.features if isinstance(m, nn.Sequential)]
-    block_widths = [w for w, d in zip(widths, net.depths) for _ in range(d)]
-    prev = torch.arange(1)
-    with torch.no_grad():
-        for blk, new, w in zip(blocks, new_blocks, block_widths):
-            k = torch.randperm(blk[0].out_channels, generator=gen)[:w].sort().values
-            new[0].weight.copy_(blk[0].weight[k][:, prev])
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(new[1], name).copy_(getattr(blk[1], name)[k])
-            prev = k
-        for head in ("cls_head", "int_head"):
-            getattr(small, head).weight.copy_(getattr(net, head).weight[:, prev])
-            getattr(small, head).bias.copy_(getattr(net, head).bias)
-    return small
+    """The same slicing as `prune`, with channels chosen at random instead of by score."""
+    outs = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    keep = [torch.randperm(n, generator=gen)[:w].sort().values for n, w in zip(outs, block_widths(widths, net.depths))]
+    return keep_channels(net, widths, keep)
 
 
 def test_pruning_wider_than_the_start_is_refused(embedded_net, faces):
