@@ -22,3 +22,9 @@ def fer_slice(fer_npz) -> Callable[[Path, int, int], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def small_slice(tmp_path_factory, fer_slice) -> Path:
+    """256 Training and 128 PublicTest rows: enough for a few training steps and an eval."""
+    return fer_slice(tmp_path_factory.mktemp("data") / "small.npz", 256, 128)

@@ -24,15 +24,10 @@ def cli(*args: object) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def slice_npz(tmp_path_factory, fer_slice) -> Path:
-    return fer_slice(tmp_path_factory.mktemp("data") / "slice.npz", 256, 128)
-
-
-@pytest.fixture(scope="module")
-def three_stage(tmp_path_factory, slice_npz) -> Path:
+def three_stage(tmp_path_factory, small_slice) -> Path:
     """A run of a three-stage network (8, 16, 16 channels; 1, 3, 2 convolutions), exported."""
     out = tmp_path_factory.mktemp("run")
-    r = cli("train", "--data", slice_npz, "--out", out, "--epochs", "1", "--max-steps", "2", "--batch-size", "64",
+    r = cli("train", "--data", small_slice, "--out", out, "--epochs", "1", "--max-steps", "2", "--batch-size", "64",
             "--threads", "1", "--widths", "8,16,16", "--depths", "1,3,2")
     assert r.returncode == 0, r.stderr
     r = cli("export", "--checkpoint", out / "last.pt", "--out", out / "m.onnx", "--version", "0.0-test")
@@ -56,12 +51,12 @@ def test_stage9_layout_is_within_the_budget():
     assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 8
 
 
-def test_other_layout_comes_back_from_onnx_exactly(three_stage, slice_npz):
+def test_other_layout_comes_back_from_onnx_exactly(three_stage, small_slice):
     import onnxruntime as ort
 
     from edgefer.train.from_onnx import network_from_onnx
 
-    x = preprocess(np.load(slice_npz)["pixels"][:32], InputSpec(size=48))
+    x = preprocess(np.load(small_slice)["pixels"][:32], InputSpec(size=48))
     net = network_from_onnx(three_stage / "m.onnx")
     assert (net.widths, net.depths) == ((8, 16, 16), (1, 3, 2))
     sess = ort.InferenceSession(str(three_stage / "m.onnx"), providers=["CPUExecutionProvider"])
@@ -72,24 +67,24 @@ def test_other_layout_comes_back_from_onnx_exactly(three_stage, slice_npz):
     np.testing.assert_allclose(inten.numpy(), ref_int, atol=1e-5)
 
 
-def test_fine_tune_keeps_the_layout_of_its_start(three_stage, slice_npz, tmp_path):
+def test_fine_tune_keeps_the_layout_of_its_start(three_stage, small_slice, tmp_path):
     """--init of another layout than the (default) --widths/--depths: the run takes the start's layout."""
-    r = cli("train", "--data", slice_npz, "--out", tmp_path / "ft", "--init", three_stage / "m.onnx", "--epochs", "1",
+    r = cli("train", "--data", small_slice, "--out", tmp_path / "ft", "--init", three_stage / "m.onnx", "--epochs", "1",
             "--max-steps", "1", "--batch-size", "64", "--threads", "1")
     assert r.returncode == 0, r.stderr
     config = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)["config"]
     assert (tuple(config["widths"]), tuple(config["depths"])) == ((8, 16, 16), (1, 3, 2))
 
 
-def test_resume_with_another_layout_is_one_line(three_stage, slice_npz):
-    r = cli("train", "--data", slice_npz, "--out", three_stage, "--resume", "--epochs", "2", "--threads", "1")
+def test_resume_with_another_layout_is_one_line(three_stage, small_slice):
+    r = cli("train", "--data", small_slice, "--out", three_stage, "--resume", "--epochs", "2", "--threads", "1")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "another layout" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("widths, depths", [("32,64", "1,2,3"), ("32,64", "1,0")])
-def test_bad_layout_is_refused(slice_npz, tmp_path, widths, depths):
-    r = cli("train", "--data", slice_npz, "--out", tmp_path / "run", "--widths", widths, "--depths", depths)
+def test_bad_layout_is_refused(small_slice, tmp_path, widths, depths):
+    r = cli("train", "--data", small_slice, "--out", tmp_path / "run", "--widths", widths, "--depths", depths)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "depth" in r.stderr
     assert not (tmp_path / "run").exists()

@@ -85,15 +85,10 @@ def test_pruning_wider_than_the_start_is_refused(embedded_net, faces):
 
 
 @pytest.fixture(scope="module")
-def slice_npz(tmp_path_factory, fer_slice) -> Path:
-    return fer_slice(tmp_path_factory.mktemp("data") / "slice.npz", 256, 128)
-
-
-@pytest.fixture(scope="module")
-def pruned_run(tmp_path_factory, slice_npz) -> Path:
+def pruned_run(tmp_path_factory, small_slice) -> Path:
     """A fine-tune of the embedded model pruned to half its widths, a few steps, exported with --flip."""
     out = tmp_path_factory.mktemp("run")
-    r = cli("train", "--data", slice_npz, "--out", out, "--init", default_model_path(), "--prune-to", "16,32,64,128",
+    r = cli("train", "--data", small_slice, "--out", out, "--init", default_model_path(), "--prune-to", "16,32,64,128",
             "--epochs", "1", "--max-steps", "2", "--batch-size", "64", "--threads", "1")
     assert r.returncode == 0, r.stderr
     r = cli("export", "--checkpoint", out / "last.pt", "--out", out / "flip.onnx", "--flip", "--version", "0.0-test")
@@ -104,10 +99,10 @@ def pruned_run(tmp_path_factory, slice_npz) -> Path:
     return out
 
 
-def test_flip_export_averages_a_face_and_its_mirror(pruned_run, slice_npz):
+def test_flip_export_averages_a_face_and_its_mirror(pruned_run, small_slice):
     import onnxruntime as ort
 
-    x = preprocess(np.load(slice_npz)["pixels"][:16], InputSpec(size=48))
+    x = preprocess(np.load(small_slice)["pixels"][:16], InputSpec(size=48))
     flip = ort.InferenceSession(str(pruned_run / "flip.onnx"), providers=["CPUExecutionProvider"])
     plain = ort.InferenceSession(str(pruned_run / "plain.onnx"), providers=["CPUExecutionProvider"])
     lo, it = flip.run(["logits", "intensity"], {"input": x})
@@ -135,32 +130,32 @@ def test_flip_export_counts_two_passes_per_face(pruned_run):
     assert tuple(info.extra["config"]["widths"]) == (16, 32, 64, 128)
 
 
-def test_flip_model_evaluates_end_to_end(pruned_run, slice_npz):
-    r = cli("eval", slice_npz, "--model", pruned_run / "flip.onnx", "--split", "PublicTest", "--json")
+def test_flip_model_evaluates_end_to_end(pruned_run, small_slice):
+    r = cli("eval", small_slice, "--model", pruned_run / "flip.onnx", "--split", "PublicTest", "--json")
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
     assert m["n"] == 128 and 0 <= m["accuracy"] <= 1 and m["intensity_rmse"] < 0.5
 
 
-def test_prune_without_init_is_one_line(slice_npz, tmp_path):
-    r = cli("train", "--data", slice_npz, "--out", tmp_path / "run", "--prune-to", "16,32,64,128", "--max-steps", "1")
+def test_prune_without_init_is_one_line(small_slice, tmp_path):
+    r = cli("train", "--data", small_slice, "--out", tmp_path / "run", "--prune-to", "16,32,64,128", "--max-steps", "1")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "--init" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
-def test_flip_model_converts_to_int8_for_tensorrt(pruned_run, slice_npz, tmp_path):
+def test_flip_model_converts_to_int8_for_tensorrt(pruned_run, small_slice, tmp_path):
     """The averaging tail (Concat of the mirror, Softmax, ReduceMean, Log) passes the Q/DQ check that
     guards TensorRT INT8 builds, and the INT8 model still answers with probabilities."""
     import onnxruntime as ort
 
-    r = cli("calibration", "build", "--from", slice_npz, "--out", tmp_path / "calib.npz", "--model",
+    r = cli("calibration", "build", "--from", small_slice, "--out", tmp_path / "calib.npz", "--model",
             pruned_run / "flip.onnx", "--per-class", "8")
     assert r.returncode == 0, r.stderr
     r = cli("convert", "--model", pruned_run / "flip.onnx", "--to", "onnx-int8", "--calib", tmp_path / "calib.npz",
             "--out", tmp_path / "flip.int8.onnx", "--threads", "1")
     assert r.returncode == 0, r.stderr
-    x = preprocess(np.load(slice_npz)["pixels"][:8], InputSpec(size=48))
+    x = preprocess(np.load(small_slice)["pixels"][:8], InputSpec(size=48))
     sess = ort.InferenceSession(str(tmp_path / "flip.int8.onnx"), providers=["CPUExecutionProvider"])
     lo, it = sess.run(["logits", "intensity"], {"input": x})
     assert lo.shape == it.shape == (8, 7)
