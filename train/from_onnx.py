@@ -47,7 +47,7 @@ def network_from_onnx(path: Path, calib: torch.Tensor | None = None) -> EmotionN
                           "two heads)") from None
     with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
         net = EmotionNet(widths, depths=depths)
-    blocks = [m for m in net.features if isinstance(m, nn.Sequential)]
+    blocks = net.blocks()
     if len(blocks) != len(folded) or any(blk[0].weight.shape != w.shape for blk, (w, _) in zip(blocks, folded)):
         raise ConfigError(f"{path}: not the edgefer network's layout (convolution shapes differ)")
 

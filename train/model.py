@@ -44,6 +44,10 @@ class EmotionNet(nn.Module):
         self.cls_head = nn.Linear(cin, num_classes)
         self.int_head = nn.Linear(cin, num_classes)
 
+    def blocks(self) -> list[nn.Sequential]:
+        """The convolution blocks (conv, batch norm, ReLU) in order."""
+        return [m for m in self.features if isinstance(m, nn.Sequential)]
+
     def forward_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and intensity *logits* (before the sigmoid), for the training losses."""
         z = self.dropout(self.features(x))

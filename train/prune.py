@@ -13,7 +13,6 @@ next layer keeps only the input channels that survive. Depths stay as they are; 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .model import EmotionNet
 
@@ -24,7 +23,7 @@ def prune(net: EmotionNet, widths: tuple[int, ...], calib: torch.Tensor) -> Emot
     if len(widths) != len(net.widths) or any(w > old for w, old in zip(widths, net.widths)):
         raise ValueError(f"widths {widths}: need one per stage of {net.widths}, none larger")
     net = net.eval()
-    blocks = _blocks(net)
+    blocks = net.blocks()
     acts: list[torch.Tensor] = []
     hooks = [blk[2].register_forward_hook(lambda _m, _i, out: acts.append(out.pow(2).mean((0, 2, 3)).sqrt()))
              for blk in blocks]
@@ -52,7 +51,7 @@ def keep_channels(net: EmotionNet, widths: tuple[int, ...], keep: list[torch.Ten
     with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
         small = EmotionNet(widths, dropout=net.dropout.p, depths=net.depths)
     prev = torch.arange(1)  # the grey input channel
-    for blk, new, k in zip(_blocks(net), _blocks(small), keep):
+    for blk, new, k in zip(net.blocks(), small.blocks(), keep):
         new[0].weight.copy_(blk[0].weight[k][:, prev])
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(new[1], name).copy_(getattr(blk[1], name)[k])
@@ -61,7 +60,3 @@ def keep_channels(net: EmotionNet, widths: tuple[int, ...], keep: list[torch.Ten
         getattr(small, head).weight.copy_(getattr(net, head).weight[:, prev])
         getattr(small, head).bias.copy_(getattr(net, head).bias)
     return small.eval()
-
-
-def _blocks(net: EmotionNet) -> list[nn.Sequential]:
-    return [m for m in net.features if isinstance(m, nn.Sequential)]
