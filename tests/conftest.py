@@ -40,16 +40,29 @@ def yunet_path(shared_dir: Path) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip TensorRT tests where TensorRT is absent, unless EDGEFER_REQUIRE_TRT=1 makes that a failure."""
+    """Skip TensorRT tests where TensorRT is absent, unless EDGEFER_REQUIRE_TRT=1 makes that a failure; skip
+    GPU training tests where PyTorch has no CUDA device."""
     try:
         import tensorrt  # noqa: F401
 
         have_trt = True
     except ImportError:
         have_trt = False
-    if have_trt or os.environ.get("EDGEFER_REQUIRE_TRT") == "1":
-        return
-    skip = pytest.mark.skip(reason="TensorRT is not installed here (set EDGEFER_REQUIRE_TRT=1 to fail instead)")
-    for item in items:
-        if "tensorrt" in item.keywords:
-            item.add_marker(skip)
+    if not (have_trt or os.environ.get("EDGEFER_REQUIRE_TRT") == "1"):
+        skip = pytest.mark.skip(reason="TensorRT is not installed here (set EDGEFER_REQUIRE_TRT=1 to fail instead)")
+        for item in items:
+            if "tensorrt" in item.keywords:
+                item.add_marker(skip)
+    if any("cuda" in item.keywords for item in items) and not _torch_has_cuda():
+        skip = pytest.mark.skip(reason="PyTorch sees no CUDA GPU here")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

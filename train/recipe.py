@@ -93,6 +93,27 @@ class TrainConfig:
     # label noise; twice the compute per step. 0: plain SGD. Fine-tuning 1.2.0 with it (rho 0.05) did not
     # raise accuracy (MODEL.md, stage 8).
     sam: float = 0.0
+    # Where the network trains: "cpu", or "cuda" / "cuda:N" (a GPU, when PyTorch has one). Data
+    # preparation and augmentation stay on the CPU with the seeded generator, so the batches are the
+    # same on either; the arithmetic is not bit-identical across devices.
+    device: str = "cpu"
+
+
+def train_device(name: str) -> torch.device:
+    """The torch device of `TrainConfig.device`; a UserError when it is not one this machine has."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device name (cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise UserError(f"--device {name!r}: training runs on cpu or cuda")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return dev
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -124,12 +145,14 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes: np.ndarray | None,
                    batch: int = 512) -> dict[str, float]:
+    """Validation figures of `model` on preprocessed faces `x` (on the CPU; batches go to the model's device)."""
     model.eval()
+    dev = next(model.parameters()).device
     logits, inten = [], []
     for i in range(0, len(x), batch):
-        lo, it = model(x[i:i + batch])
-        logits.append(lo)
-        inten.append(it)
+        lo, it = model(x[i:i + batch].to(dev))
+        logits.append(lo.cpu())
+        inten.append(it.cpu())
     lo = torch.cat(logits)
     it = torch.cat(inten).numpy()
     y = torch.from_numpy(labels)
@@ -263,6 +286,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     """Train on `data` (splits by `usage`), write checkpoints and logs to `out`; returns the final checkpoint."""
     from tqdm import tqdm
 
+    dev = train_device(cfg.device)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=int(data.pixels.shape[1]))
     if data.pixels.shape[1] != data.pixels.shape[2]:
@@ -312,6 +336,9 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
         log.info("teacher targets over %d views: accuracy %.4f on the training labels", 2 * len(VIEWS),
                  float((fixed_targets[0].argmax(1) == y_tr).float().mean()))
     x_tr = x_tr.contiguous(memory_format=torch.channels_last)
+    model.to(dev)
+    if teacher is not None:
+        teacher.to(dev)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -339,6 +366,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
+        if dev.type == "cuda" and "cuda_rng" in ck:  # dropout's stream on the GPU
+            torch.cuda.set_rng_state(ck["cuda_rng"], dev)
         start_epoch, step, history = ck["epoch"], ck["step"], ck["history"]
         if ema is not None:
             ema.module.load_state_dict(ck["ema"])
@@ -363,14 +392,14 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             if x_re is not None:
                 swap = (torch.rand(len(idx), generator=gen) < cfg.realigned_frac) & re_ok[idx]
                 xb = torch.where(swap[:, None, None, None], x_re[idx], xb)
-            xb = augment(xb, spec.mean, spec.std, cfg.augment, gen)
-            yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
+            xb = augment(xb, spec.mean, spec.std, cfg.augment, gen).to(dev, non_blocking=True)
+            yb, tb, wb = y_tr[idx].to(dev), t_tr[idx].to(dev), w_tr[idx].to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
             t_probs = t_int = None
             if teacher is not None:
                 t_probs, t_int = (teacher_targets(teacher, xb) if fixed_targets is None
-                                  else (fixed_targets[0][idx], fixed_targets[1][idx]))
+                                  else (fixed_targets[0][idx].to(dev), fixed_targets[1][idx].to(dev)))
 
             loss, cls_loss, int_loss, logits = batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)
             opt.zero_grad(set_to_none=True)
@@ -406,7 +435,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
                  val.get("intensity_rmse", float("nan")), val.get("ferplus_accuracy", float("nan")),
                  f" (raw weights: acc {val['raw_accuracy']:.4f})" if ema is not None else "", row["seconds"])
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                      "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step, "history": history,
+                      "torch_rng": torch.get_rng_state(),
+                      **({"cuda_rng": torch.cuda.get_rng_state(dev)} if dev.type == "cuda" else {}), "epoch": epoch + 1, "step": step, "history": history,
                       "config": asdict(cfg), "input_spec": spec.to_dict(),
                       **({"ema": ema.module.state_dict()} if ema is not None else {})}, last)
         _atomic_write_text(json.dumps(history, indent=1), out / "history.json")
