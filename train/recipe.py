@@ -93,6 +93,10 @@ class TrainConfig:
     # label noise; twice the compute per step. 0: plain SGD. Fine-tuning 1.2.0 with it (rho 0.05) did not
     # raise accuracy (MODEL.md, stage 8).
     sam: float = 0.0
+    # Mixup (Zhang et al., 2018): each augmented batch is blended with a shuffled copy of itself, weight
+    # lam ~ Beta(mixup, mixup) (folded to lam >= 0.5), labels and intensity targets blended alike; with a
+    # teacher, the teacher sees the blended faces too (function matching, Beyer et al., 2022). 0: off.
+    mixup: float = 0.0
     # Where the network trains: "cpu", or "cuda" / "cuda:N" (a GPU, when PyTorch has one). Data
     # preparation and augmentation stay on the CPU with the seeded generator, so the batches are the
     # same on either; the arithmetic is not bit-identical across devices.
@@ -217,11 +221,16 @@ def teacher_targets(teacher: EmotionNet, xb: torch.Tensor) -> tuple[torch.Tensor
 
 def batch_losses(model: EmotionNet, xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor, wb: torch.Tensor,
                  t_probs: torch.Tensor | None, t_int: torch.Tensor | None, cfg: TrainConfig,
+                 mixed: tuple[torch.Tensor, float] | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Total, classification and intensity losses of one batch (labels mixed with the teacher's
-    outputs when there is one), and the classification logits."""
+    outputs when there is one), and the classification logits. `mixed`: the second labels and the
+    weight of the first of a mixup batch (`mix_batch`)."""
     logits, int_logits = model.forward_raw(xb)
     cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+    if mixed is not None:
+        y2, lam = mixed
+        cls_loss = lam * cls_loss + (1 - lam) * F.cross_entropy(logits, y2, label_smoothing=cfg.label_smoothing)
     if t_probs is not None and t_int is not None:
         soft = -(t_probs * F.log_softmax(logits, 1)).sum(1).mean()
         cls_loss = (1 - cfg.distill) * cls_loss + cfg.distill * soft
@@ -229,6 +238,18 @@ def batch_losses(model: EmotionNet, xb: torch.Tensor, yb: torch.Tensor, tb: torc
     bce = F.binary_cross_entropy_with_logits(int_logits, tb, reduction="none").mean(1)
     int_loss = (bce * wb).sum() / wb.sum().clamp(min=1)
     return cls_loss + cfg.intensity_weight * int_loss, cls_loss, int_loss, logits
+
+
+def mix_batch(xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor, wb: torch.Tensor, alpha: float,
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, float]]:
+    """Mixup of a batch with a shuffled copy of itself: faces, intensity targets and their weights
+    blended by lam ~ Beta(alpha, alpha) folded to lam >= 0.5 (so `yb` stays the main label); returns
+    them and (the shuffled labels, lam) for `batch_losses`. Draws from `gen` only."""
+    lam = float(np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))).beta(alpha, alpha))
+    lam = max(lam, 1 - lam)
+    perm = torch.randperm(len(xb), generator=gen)
+    return (lam * xb + (1 - lam) * xb[perm], lam * tb + (1 - lam) * tb[perm], lam * wb + (1 - lam) * wb[perm],
+            (yb[perm], lam))
 
 
 @torch.no_grad()
@@ -392,8 +413,13 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             if x_re is not None:
                 swap = (torch.rand(len(idx), generator=gen) < cfg.realigned_frac) & re_ok[idx]
                 xb = torch.where(swap[:, None, None, None], x_re[idx], xb)
-            xb = augment(xb, spec.mean, spec.std, cfg.augment, gen).to(dev, non_blocking=True)
-            yb, tb, wb = y_tr[idx].to(dev), t_tr[idx].to(dev), w_tr[idx].to(dev)
+            xb = augment(xb, spec.mean, spec.std, cfg.augment, gen)
+            yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
+            mixed = None
+            if cfg.mixup > 0:
+                xb, tb, wb, mixed = mix_batch(xb, yb, tb, wb, cfg.mixup, gen)
+                mixed = (mixed[0].to(dev), mixed[1])
+            xb, yb, tb, wb = xb.to(dev, non_blocking=True), yb.to(dev), tb.to(dev), wb.to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
             t_probs = t_int = None
@@ -401,14 +427,14 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
                 t_probs, t_int = (teacher_targets(teacher, xb) if fixed_targets is None
                                   else (fixed_targets[0][idx].to(dev), fixed_targets[1][idx].to(dev)))
 
-            loss, cls_loss, int_loss, logits = batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)
+            loss, cls_loss, int_loss, logits = batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.sam > 0:
                 moves = sam_ascend(model, cfg.sam)
                 opt.zero_grad(set_to_none=True)
                 with _bn_stats_frozen(model):
-                    batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg)[0].backward()
+                    batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed)[0].backward()
                 sam_descend(moves)
             opt.step()
             if ema is not None:

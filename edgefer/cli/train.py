@@ -71,13 +71,17 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--prune-to", default="", callback=lambda c, p, v: _int_list(p, v) if v else (),
               help="With --init: narrow its network to these stage widths first, keeping its most useful channels "
                    "(a cheaper network to fine-tune; MODEL.md, stage 10).")
+@click.option("--mixup", type=click.FloatRange(0, None), default=0.0, show_default=True,
+              help="Blend each batch with a shuffled copy of itself, weight ~ Beta(a, a) (0: off; with --teacher, "
+                   "the teacher sees the blended faces).")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, or cuda / cuda:N to train on a GPU (augmentation stays on the CPU; see --threads).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
               teacher: Path | None, distill: float, teacher_views: str, sam: float,
-              widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], device: str) -> None:
+              widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
+              device: str) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -116,7 +120,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
                       train_split=train_split, val_split=val_split, init=str(init or ""),
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
                       teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam,
-                      widths=widths, depths=depths, prune_to=prune_to, device=device)
+                      widths=widths, depths=depths, prune_to=prune_to, mixup=mixup, device=device)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
