@@ -308,6 +308,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     from tqdm import tqdm
 
     dev = train_device(cfg.device)  # before anything is written
+    if cfg.mixup > 0 and cfg.teacher and cfg.teacher_views == "multi":
+        raise UserError("--mixup blends the faces, so the teacher must see them: use --teacher-views flip")
     out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=int(data.pixels.shape[1]))
     if data.pixels.shape[1] != data.pixels.shape[2]:

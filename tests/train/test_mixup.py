@@ -41,3 +41,15 @@ def test_mixup_changes_the_run_and_is_reproducible(tmp_path, small_slice):
     w = "features.0.0.weight"
     assert not torch.equal(weights["plain"][w], weights["mix"][w])
     assert all(torch.equal(weights["mix"][k], weights["mix2"][k]) for k in weights["mix"])
+
+
+def test_mixup_with_fixed_teacher_targets_is_refused(tmp_path, small_slice):
+    """The multi-view teacher's targets belong to the unblended faces: the two do not go together."""
+    from edgefer.data import load_faces
+    from edgefer.errors import UserError
+    from edgefer.train.recipe import TrainConfig, train
+
+    cfg = TrainConfig(mixup=0.4, teacher=str(tmp_path / "t.pt"), teacher_views="multi", max_steps=1)
+    with pytest.raises(UserError, match="teacher-views flip"):
+        train(load_faces(small_slice), tmp_path / "r", cfg, progress=False)
+    assert not (tmp_path / "r").exists()
