@@ -3,17 +3,10 @@ CUDA machine a GPU run's checkpoint resumes, loads and exports on the CPU like a
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from edgefer_cli import cli
 
 torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
-
-
-def cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgefer", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 @pytest.mark.parametrize("device, message", [

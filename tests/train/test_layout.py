@@ -4,23 +4,16 @@ ONNX exactly; the default layout keeps the module names of older checkpoints; ba
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from edgefer_cli import cli
 
 torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
 
 from edgefer.contract import InputSpec, preprocess  # noqa: E402
 from edgefer.train.model import EmotionNet, count_macs  # noqa: E402
-
-EDGEFER = [sys.executable, "-m", "edgefer"]
-
-
-def cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([*EDGEFER, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

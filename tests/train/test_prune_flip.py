@@ -5,13 +5,12 @@ per face are read from the exported graph itself, which is what the 150 MFLOP li
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from edgefer_cli import cli
 
 torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
 
@@ -22,12 +21,6 @@ from edgefer.train.export import onnx_macs_per_face  # noqa: E402
 from edgefer.train.from_onnx import network_from_onnx  # noqa: E402
 from edgefer.train.model import EmotionNet, count_macs  # noqa: E402
 from edgefer.train.prune import block_widths, keep_channels, prune  # noqa: E402
-
-EDGEFER = [sys.executable, "-m", "edgefer"]
-
-
-def cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([*EDGEFER, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
