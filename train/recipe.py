@@ -419,8 +419,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
             mixed = None
             if cfg.mixup > 0:
-                xb, tb, wb, mixed = mix_batch(xb, yb, tb, wb, cfg.mixup, gen)
-                mixed = (mixed[0].to(dev), mixed[1])
+                xb, tb, wb, (y2, lam) = mix_batch(xb, yb, tb, wb, cfg.mixup, gen)
+                mixed = (y2.to(dev), lam)
             xb, yb, tb, wb = xb.to(dev, non_blocking=True), yb.to(dev), tb.to(dev), wb.to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)

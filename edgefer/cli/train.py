@@ -102,9 +102,6 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         raise UserError(f"--widths {widths} and --depths {depths}: give one depth per stage")
     if prune_to and init is None:
         raise UserError("--prune-to narrows the network of --init: give --init")
-    from edgefer.train.recipe import train_device
-
-    train_device(device)  # a machine without that device: one line, before the data is read
     faces = load_faces(data)
     if out.exists() and (out / "last.pt").exists() and not resume:
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")

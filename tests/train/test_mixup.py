@@ -1,5 +1,5 @@
-"""`--mixup`: each batch blended with a shuffled copy of itself, labels and targets alike; off, the run
-draws nothing extra."""
+"""`--mixup`: each batch blended with a shuffled copy of itself, labels and targets alike, seeded by the
+run's generator; not with fixed teacher targets."""
 
 from __future__ import annotations
 
