@@ -58,10 +58,21 @@ def realign(pixels: np.ndarray, detector, aligner, upscale: int = UPSCALE,  # ty
     return crops, found
 
 
+def _realign_chunk(args: tuple[np.ndarray, str, list[list[float]], int]) -> tuple[np.ndarray, np.ndarray]:
+    """One worker's share of `realigned_cached`: its own detector on one ONNX Runtime thread."""
+    from edgefer.edge.align import Aligner
+    from edgefer.edge.detector import YunetDetector
+
+    pixels, detector_path, template, size = args
+    return realign(pixels, YunetDetector.open(Path(detector_path), threads=1), Aligner(template, size))
+
+
 def realigned_cached(pixels: np.ndarray, detector_path: Path, template: Sequence[Sequence[float]], size: int,
-                     cache_dir: Path, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     cache_dir: Path, progress: bool = True, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`realign` with the deployment detector at its default settings, cached in `cache_dir` under a
-    key of the pixels, the detector file and the template (so a resumed run does not redo it)."""
+    key of the pixels, the detector file and the template (so a resumed run does not redo it).
+    `workers` processes share the faces (0: one per CPU core); each face is framed on its own, so
+    the crops do not depend on how they are shared."""
     from edgefer.edge.align import Aligner
     from edgefer.edge.detector import YunetDetector
 
@@ -74,8 +85,19 @@ def realigned_cached(pixels: np.ndarray, detector_path: Path, template: Sequence
     if path.exists():
         with np.load(path) as z:
             return z["crops"], z["found"]
-    detector = YunetDetector.open(detector_path)
-    crops, found = realign(pixels, detector, Aligner(template, size), progress=progress)
+    workers = min(workers or os.cpu_count() or 1, max(1, len(pixels) // 1000))
+    if workers > 1:
+        import multiprocessing
+
+        tpl = [list(map(float, p)) for p in template]
+        chunks = [(c, str(detector_path), tpl, size) for c in np.array_split(pixels, workers)]
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_realign_chunk, chunks)
+        crops, found = np.concatenate([c for c, _ in parts]), np.concatenate([f for _, f in parts])
+    else:
+        detector = YunetDetector.open(detector_path)
+        crops, found = realign(pixels, detector, Aligner(template, size), progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, crops=crops, found=found)
     os.replace(tmp, path)

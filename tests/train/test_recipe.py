@@ -137,6 +137,22 @@ def test_fine_tune_stage_starts_from_init_and_sees_deployment_framing(tmp_path, 
     assert not torch.equal(plain["features.0.1.running_mean"], ft["features.0.1.running_mean"])
 
 
+def test_realigned_crops_shared_among_workers_are_those_of_one_process(tmp_path, fer_npz, yunet_path):
+    """Framing the training crops is spread over processes (one per core on a GPU machine's many
+    cores); each face is framed on its own, so two workers give the crops one process gives."""
+    from edgefer.cli.train import load_template
+    from edgefer.data import load_faces
+    from edgefer.train.realign import realigned_cached
+
+    pixels = load_faces(fer_npz).split("Training").pixels[:2000]
+    tpl = load_template(None)["points"]
+    one = realigned_cached(pixels, yunet_path, tpl, 48, tmp_path / "one", progress=False, workers=1)
+    two = realigned_cached(pixels, yunet_path, tpl, 48, tmp_path / "two", progress=False, workers=2)
+    assert one[1].mean() > 0.9
+    assert np.array_equal(one[1], two[1])
+    assert np.abs(one[0].astype(int) - two[0].astype(int)).max() <= 1  # ONNX Runtime on 1 thread vs default
+
+
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory, slice_npz) -> Path:
     tpl = tmp_path_factory.mktemp("tpl") / "template.json"

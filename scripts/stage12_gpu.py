@@ -1,0 +1,130 @@
+"""Stage 12 of the default model (MODEL.md) in one call on a lent GPU machine, inside a time budget.
+
+1. a wide teacher (widths 64,128,256,512, depths 2,2,2,2; about 6x the student's cost) trained from
+   scratch on the Training rows with deployment framing and a weight average;
+2. the student: 1.2.0's network, started from 1.2.0, distilling that teacher's flip-averaged outputs
+   on every augmented batch (stage 3's recipe with another teacher).
+
+The epochs of both are fixed before either schedule starts, from a timing probe of a few steps of
+each (never from any accuracy), so that the whole call ends inside `--budget` seconds; then the
+student's checkpoint, both histories and curves, and the teacher's delivered weights (float16) are
+copied to `--keep`. The recipe is `edgefer.train.recipe.train`, exactly as `edgefer train` runs it.
+
+    python scripts/stage12_gpu.py --data fer2013_trainval.npz --detector yunet.onnx \\
+        --runs /tmp/runs --keep $OUT --device cuda --budget 540
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+T0 = time.monotonic()
+TEACHER = dict(widths=(64, 128, 256, 512), depths=(2, 2, 2, 2), lr=0.1, ema=0.999, realigned_frac=0.5)
+STUDENT = dict(lr=0.03, ema=0.999, realigned_frac=0.5, distill=0.5)
+MAX_EPOCHS = 60  # stage 1's and stage 3's cycles: no more is asked of either
+
+
+def elapsed() -> float:
+    return time.monotonic() - T0
+
+
+def seconds_per_step(faces, out: Path, cfg, cache: Path | None) -> float:  # type: ignore[no-untyped-def]
+    """Time per optimizer step of `cfg` on this machine: two short runs, 10 and 50 steps, differenced
+    (what both share, loading and framing and one validation pass, cancels)."""
+    from edgefer.train.recipe import train
+
+    times = []
+    for steps in (10, 50):
+        d = out / f"probe{steps}"
+        d.mkdir(parents=True, exist_ok=True)
+        if cache is not None:
+            shutil.copy(cache, d / cache.name)
+        t = time.monotonic()
+        train(faces, d, replace(cfg, epochs=1, max_steps=steps), progress=False)
+        times.append(time.monotonic() - t)
+        cache = next(d.glob("realigned-*.npz"), None)  # the first probe framed the crops: the second reuses them
+    return max(1e-3, (times[1] - times[0]) / 40)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--detector", type=Path, required=True)
+    ap.add_argument("--runs", type=Path, required=True)
+    ap.add_argument("--keep", type=Path, required=True, help="folder the results are copied to")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--budget", type=float, default=540.0, help="seconds for the whole script")
+    ap.add_argument("--threads", type=int, default=8, help="CPU threads for augmentation")
+    ap.add_argument("--smoke", type=int, default=0, help="tests: this many steps per run, one epoch each")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from edgefer.cli.train import load_template
+    from edgefer.data import load_faces
+    from edgefer.train.recipe import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    torch.backends.cudnn.benchmark = True
+    faces = load_faces(args.data)
+    base = TrainConfig(threads=args.threads, detector=str(args.detector), template=load_template(None)["points"],
+                       device=args.device)
+    embedded = Path(__import__("edgefer").__file__).parent / "models" / "edgefer-fer-v1.onnx"
+    t_cfg = replace(base, **TEACHER)  # type: ignore[arg-type]
+    s_cfg = replace(base, init=str(embedded), **STUDENT)  # type: ignore[arg-type]
+    runs, keep = args.runs, args.keep
+    keep.mkdir(parents=True, exist_ok=True)
+
+    if args.smoke:
+        t_epochs = s_epochs = 1
+        t_cfg, s_cfg = replace(t_cfg, max_steps=args.smoke), replace(s_cfg, max_steps=args.smoke)
+        cache = None
+    else:
+        t_step = seconds_per_step(faces, runs / "probe-teacher", t_cfg, None)  # frames the crops (cached)
+        cache = next((runs / "probe-teacher" / "probe10").glob("realigned-*.npz"))
+        s_step = seconds_per_step(faces, runs / "probe-student",
+                                  replace(s_cfg, teacher=str(runs / "probe-teacher" / "probe50" / "last.pt")), cache)
+        steps = -(-int((faces.usage == t_cfg.train_split).sum()) // base.batch_size)
+        left = args.budget - elapsed() - 45  # 45 s: validation passes, start-up and copying
+        # the student gets 55% of what is left (it is the product), each at most MAX_EPOCHS
+        t_epochs = max(1, min(MAX_EPOCHS, int(0.45 * left / (t_step * steps * 1.08))))
+        s_epochs = max(1, min(MAX_EPOCHS, int((left - t_epochs * t_step * steps * 1.08) / (s_step * steps * 1.08))))
+        print(f"probe: teacher {t_step * 1000:.1f} ms/step, student {s_step * 1000:.1f} ms/step, {steps} steps/epoch; "
+              f"{left:.0f} s left -> teacher {t_epochs} epochs, student {s_epochs} epochs", flush=True)
+    for name in ("teacher", "student"):
+        (runs / name).mkdir(parents=True, exist_ok=True)
+        if cache is not None:
+            shutil.copy(cache, runs / name / cache.name)
+
+    train(faces, runs / "teacher", replace(t_cfg, epochs=t_epochs), progress=False)
+    print(f"teacher done at {elapsed():.0f} s", flush=True)
+    for c in (runs / "teacher").glob("realigned-*.npz"):  # framed once, whichever run framed them
+        if not (runs / "student" / c.name).exists():
+            shutil.copy(c, runs / "student" / c.name)
+    train(faces, runs / "student", replace(s_cfg, epochs=s_epochs, teacher=str(runs / "teacher" / "last.pt")),
+          progress=False)
+    print(f"student done at {elapsed():.0f} s", flush=True)
+
+    ck = torch.load(runs / "teacher" / "last.pt", map_location="cpu", weights_only=False)
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in (ck.get("ema") or ck["model"]).items()}
+    torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
+               keep / "teacher-weights-fp16.pt")
+    for run in ("teacher", "student"):
+        for f in ("history.json", "curves.png"):
+            if (runs / run / f).exists():
+                shutil.copy(runs / run / f, keep / f"{run}-{f}")
+    shutil.copy(runs / "student" / "last.pt", keep / "student-last.pt")
+    print(f"kept {sorted(p.name for p in keep.iterdir())} at {elapsed():.0f} s; numpy {np.__version__}, "
+          f"torch {torch.__version__}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Stage 12 of the default model (MODEL.md) on a lent GPU machine, in one call: unpack the data carried
+# in .gpu/ (the FER-2013 npz, xz-compressed to fit a call, and the YuNet detector), make the package
+# importable without installing it (that machine has no package index), run scripts/stage12_gpu.py
+# inside its time budget, and keep the results in $OUT (what the device tool brings back).
+#   BUDGET: seconds for the driver (default 500); EXTRA: more driver options (e.g. --device cpu --smoke 3).
+set -uo pipefail
+: "${OUT:?OUT must name the folder to keep results in}"
+export PYTHONUNBUFFERED=1
+shim=/tmp/edgefer-shim
+rm -rf "$shim" && mkdir -p "$shim" && cp -r edgefer "$shim/"
+for d in edge convert calibration train systemd; do ln -sfn "$PWD/$d" "$shim/edgefer/$d"; done
+export PYTHONPATH=$shim
+python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/fer.npz.xz'), open('/tmp/fer.npz', 'wb'))" || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# shellcheck disable=SC2086
+timeout $(( ${BUDGET:-500} + 50 )) python3 scripts/stage12_gpu.py --data /tmp/fer.npz \
+    --detector .gpu/face_detection_yunet_2026may.onnx --runs /tmp/stage12 --keep "$OUT" \
+    --device cuda --budget "${BUDGET:-500}" ${EXTRA:-} 2>&1 | tee "$OUT/stage12.log"
+rc=${PIPESTATUS[0]}
+# killed at the limit: keep what the runs hold so far
+for r in teacher student; do
+    [ -e "$OUT/$r-history.json" ] || cp /tmp/stage12/$r/history.json "$OUT/$r-history.json" 2>/dev/null
+done
+[ -e "$OUT/student-last.pt" ] || cp /tmp/stage12/student/last.pt "$OUT/student-last.pt" 2>/dev/null
+exit "$rc"
