@@ -8,7 +8,7 @@
 The epochs of both are fixed before either schedule starts, from a timing probe of a few steps of
 each (never from any accuracy), so that the whole call ends inside `--budget` seconds; then the
 student's checkpoint, both histories and curves, and the teacher's delivered weights (float16) are
-copied to `--keep`. The recipe is `edgefer.train.recipe.train`, exactly as `edgefer train` runs it.
+copied to `--keep`. `--teacher` takes such weights from an earlier call instead of training a teacher. The recipe is `edgefer.train.recipe.train`, exactly as `edgefer train` runs it.
 
     python scripts/stage12_gpu.py --data fer2013_trainval.npz --detector yunet.onnx \\
         --runs /tmp/runs --keep $OUT --device cuda --budget 540
@@ -34,13 +34,14 @@ def elapsed() -> float:
     return time.monotonic() - T0
 
 
-def seconds_per_step(faces, out: Path, cfg, cache: Path | None) -> float:  # type: ignore[no-untyped-def]
+def seconds_per_step(faces, out: Path, cfg, cache: Path | None = None) -> float:  # type: ignore[no-untyped-def]
     """Time per optimizer step of `cfg` on this machine: two short runs, 10 and 50 steps, differenced
-    (what both share, loading and framing and one validation pass, cancels)."""
+    (what both share, loading and one validation pass, cancels), after a first run that frames the
+    crops (cached: every later run copies them)."""
     from edgefer.train.recipe import train
 
     times = []
-    for steps in (10, 50):
+    for steps in (2, 10, 50):  # the first run frames the crops and warms the GPU up; it is not timed
         d = out / f"probe{steps}"
         d.mkdir(parents=True, exist_ok=True)
         if cache is not None:
@@ -49,7 +50,7 @@ def seconds_per_step(faces, out: Path, cfg, cache: Path | None) -> float:  # typ
         train(faces, d, replace(cfg, epochs=1, max_steps=steps), progress=False)
         times.append(time.monotonic() - t)
         cache = next(d.glob("realigned-*.npz"), None)  # the first probe framed the crops: the second reuses them
-    return max(1e-3, (times[1] - times[0]) / 40)
+    return max(1e-3, (times[2] - times[1]) / 40)
 
 
 def main() -> int:
@@ -61,6 +62,9 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--budget", type=float, default=540.0, help="seconds for the whole script")
     ap.add_argument("--threads", type=int, default=8, help="CPU threads for augmentation")
+    ap.add_argument("--distill", type=float, default=STUDENT["distill"], help="the student's weight on the teacher")
+    ap.add_argument("--teacher", type=Path,
+                    help="a teacher trained before (teacher-weights-fp16.pt of an earlier call): no teacher is trained")
     ap.add_argument("--smoke", type=int, default=0, help="tests: this many steps per run, one epoch each")
     args = ap.parse_args()
 
@@ -78,44 +82,49 @@ def main() -> int:
                        device=args.device)
     embedded = Path(__import__("edgefer").__file__).parent / "models" / "edgefer-fer-v1.onnx"
     t_cfg = replace(base, **TEACHER)  # type: ignore[arg-type]
-    s_cfg = replace(base, init=str(embedded), **STUDENT)  # type: ignore[arg-type]
+    s_cfg = replace(base, init=str(embedded), **{**STUDENT, "distill": args.distill})  # type: ignore[arg-type]
     runs, keep = args.runs, args.keep
+    teacher = args.teacher or runs / "teacher" / "last.pt"
     keep.mkdir(parents=True, exist_ok=True)
 
+    train_teacher = args.teacher is None
     if args.smoke:
         t_epochs = s_epochs = 1
         t_cfg, s_cfg = replace(t_cfg, max_steps=args.smoke), replace(s_cfg, max_steps=args.smoke)
-        cache = None
     else:
-        t_step = seconds_per_step(faces, runs / "probe-teacher", t_cfg, None)  # frames the crops (cached)
-        cache = next((runs / "probe-teacher" / "probe10").glob("realigned-*.npz"))
-        s_step = seconds_per_step(faces, runs / "probe-student",
-                                  replace(s_cfg, teacher=str(runs / "probe-teacher" / "probe50" / "last.pt")), cache)
+        if train_teacher:
+            t_step = seconds_per_step(faces, runs / "probe-teacher", t_cfg)
+            probe_teacher = runs / "probe-teacher" / "probe50" / "last.pt"
+            cache = next((runs / "probe-teacher" / "probe2").glob("realigned-*.npz"))
+        else:
+            t_step, probe_teacher, cache = 0.0, teacher, None
+        s_step = seconds_per_step(faces, runs / "probe-student", replace(s_cfg, teacher=str(probe_teacher)), cache)
         steps = -(-int((faces.usage == t_cfg.train_split).sum()) // base.batch_size)
         left = args.budget - elapsed() - 45  # 45 s: validation passes, start-up and copying
-        # the student gets 55% of what is left (it is the product), each at most MAX_EPOCHS
-        t_epochs = max(1, min(MAX_EPOCHS, int(0.45 * left / (t_step * steps * 1.08))))
+        # the student gets at least 55% of what is left (it is the product), each at most MAX_EPOCHS
+        t_epochs = max(1, min(MAX_EPOCHS, int(0.45 * left / (t_step * steps * 1.08)))) if train_teacher else 0
         s_epochs = max(1, min(MAX_EPOCHS, int((left - t_epochs * t_step * steps * 1.08) / (s_step * steps * 1.08))))
         print(f"probe: teacher {t_step * 1000:.1f} ms/step, student {s_step * 1000:.1f} ms/step, {steps} steps/epoch; "
               f"{left:.0f} s left -> teacher {t_epochs} epochs, student {s_epochs} epochs", flush=True)
+    cache = next((runs / "probe-student" / "probe2").glob("realigned-*.npz"), None)  # framed by the probes
     for name in ("teacher", "student"):
         (runs / name).mkdir(parents=True, exist_ok=True)
         if cache is not None:
             shutil.copy(cache, runs / name / cache.name)
 
-    train(faces, runs / "teacher", replace(t_cfg, epochs=t_epochs), progress=False)
-    print(f"teacher done at {elapsed():.0f} s", flush=True)
+    if train_teacher:
+        train(faces, runs / "teacher", replace(t_cfg, epochs=t_epochs), progress=False)
+        print(f"teacher done at {elapsed():.0f} s", flush=True)
+        ck = torch.load(teacher, map_location="cpu", weights_only=False)
+        half = {k: (v.half() if v.is_floating_point() else v) for k, v in (ck.get("ema") or ck["model"]).items()}
+        torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
+                   keep / "teacher-weights-fp16.pt")
     for c in (runs / "teacher").glob("realigned-*.npz"):  # framed once, whichever run framed them
         if not (runs / "student" / c.name).exists():
             shutil.copy(c, runs / "student" / c.name)
-    train(faces, runs / "student", replace(s_cfg, epochs=s_epochs, teacher=str(runs / "teacher" / "last.pt")),
-          progress=False)
+    train(faces, runs / "student", replace(s_cfg, epochs=s_epochs, teacher=str(teacher)), progress=False)
     print(f"student done at {elapsed():.0f} s", flush=True)
 
-    ck = torch.load(runs / "teacher" / "last.pt", map_location="cpu", weights_only=False)
-    half = {k: (v.half() if v.is_floating_point() else v) for k, v in (ck.get("ema") or ck["model"]).items()}
-    torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
-               keep / "teacher-weights-fp16.pt")
     for run in ("teacher", "student"):
         for f in ("history.json", "curves.png"):
             if (runs / run / f).exists():
