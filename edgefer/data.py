@@ -46,7 +46,7 @@ class FaceSet:
             usage=self.usage[mask],
             votes=None if self.votes is None else self.votes[mask],
             source=self.source,
-            paths=[p for p, m in zip(self.paths, mask)] if self.paths else [],
+            paths=[p for p, m in zip(self.paths, mask) if m] if self.paths else [],
             no_face=self.no_face,
         )
 

@@ -111,3 +111,14 @@ def test_bad_paths(tmp_path):
 def test_unknown_split(fer_npz):
     with pytest.raises(UserError, match="PrivateTest"):
         load_faces(fer_npz).split("PrivateTest")
+
+
+def test_select_keeps_paths_with_their_rows():
+    """A photo folder's rows carry their file paths; a selection must keep each path with its row
+    (calibration selects usable rows of a folder)."""
+    from edgefer.data import FaceSet
+
+    faces = FaceSet(pixels=np.zeros((3, 48, 48), np.uint8), labels=np.array([0, 3, 5]),
+                    usage=np.array(["", "", ""]), paths=["a.jpg", "b.jpg", "c.jpg"])
+    sel = faces.select(np.array([True, False, True]))
+    assert sel.paths == ["a.jpg", "c.jpg"] and sel.labels.tolist() == [0, 5]
