@@ -65,6 +65,9 @@ def main() -> int:
     ap.add_argument("--distill", type=float, default=STUDENT["distill"], help="the student's weight on the teacher")
     ap.add_argument("--teacher", type=Path,
                     help="a teacher trained before (teacher-weights-fp16.pt of an earlier call): no teacher is trained")
+    ap.add_argument("--holdout", type=float, default=0.0,
+                    help="validate both runs on this share of Training held out (edgefer train --holdout), to choose "
+                         "settings without PublicTest")
     ap.add_argument("--smoke", type=int, default=0, help="tests: this many steps per run, one epoch each")
     args = ap.parse_args()
 
@@ -79,7 +82,7 @@ def main() -> int:
     torch.backends.cudnn.benchmark = True
     faces = load_faces(args.data)
     base = TrainConfig(threads=args.threads, detector=str(args.detector), template=load_template(None)["points"],
-                       device=args.device)
+                       device=args.device, holdout=args.holdout)
     embedded = Path(__import__("edgefer").__file__).parent / "models" / "edgefer-fer-v1.onnx"
     t_cfg = replace(base, **TEACHER)  # type: ignore[arg-type]
     s_cfg = replace(base, init=str(embedded), **{**STUDENT, "distill": args.distill})  # type: ignore[arg-type]

@@ -64,6 +64,10 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps in total (tests); 0: no limit
     train_split: str = "Training"
     val_split: str = "PublicTest"
+    # Share of the training split held out (seeded, the same share of every class) and used as the
+    # validation split instead of `val_split`: for choosing settings without looking at the split the
+    # model is finally judged on. 0: off.
+    holdout: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # Fine-tuning stage: start from these weights (a checkpoint of this recipe or an exported edgefer
     # ONNX model; the optimizer restarts).
@@ -144,6 +148,16 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / warm
     t = (step - warm) / max(1, total - warm)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def holdout_mask(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Rows held out of training: `share` of each class (rounded), drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        mask[rng.permutation(rows)[:round(share * len(rows))]] = True
+    return mask
 
 
 @torch.no_grad()
@@ -310,11 +324,19 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     dev = train_device(cfg.device)  # before anything is written
     if cfg.mixup > 0 and cfg.teacher and cfg.teacher_views == "multi":
         raise UserError("--mixup blends the faces, so the teacher must see them: use --teacher-views flip")
+    if not 0 <= cfg.holdout < 1:
+        raise UserError(f"--holdout {cfg.holdout}: a share of the training rows, 0 <= share < 1")
     out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=int(data.pixels.shape[1]))
     if data.pixels.shape[1] != data.pixels.shape[2]:
         raise UserError(f"{data.source}: face crops must be square, got {data.pixels.shape[1:]}")
-    tr, va = data.split(cfg.train_split), data.split(cfg.val_split)
+    tr = data.split(cfg.train_split)
+    if cfg.holdout > 0:
+        held = holdout_mask(tr.labels, cfg.holdout, cfg.seed)
+        tr, va = tr.select(~held), tr.select(held)
+        log.info("validating on %d rows held out of %s (%d left to train on)", len(va), cfg.train_split, len(tr))
+    else:
+        va = data.split(cfg.val_split)
     if tr.votes is None:
         raise UserError(f"{data.source}: no FER+ votes; the intensity head needs them")
 

@@ -41,6 +41,9 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists.")
 @click.option("--train-split", default="Training", show_default=True)
 @click.option("--val-split", default="PublicTest", show_default=True)
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Hold this share of the training rows out (seeded, every class alike) and validate on them "
+                   "instead of --val-split: for choosing settings without looking at the final test rows.")
 @click.option("--init", "init", type=click.Path(path_type=Path),
               help="Start from the weights of this checkpoint or exported edgefer ONNX model (a fine-tuning stage; "
                    "the optimizer starts afresh).")
@@ -77,7 +80,7 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, or cuda / cuda:N to train on a GPU (augmentation stays on the CPU; see --threads).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
-              max_steps: int, resume: bool, train_split: str, val_split: str, init: Path | None,
+              max_steps: int, resume: bool, train_split: str, val_split: str, holdout: float, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
               teacher: Path | None, distill: float, teacher_views: str, sam: float,
               widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
@@ -114,7 +117,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         det = str(resolve_detector_model(detector))
         tpl = load_template(template)["points"]
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
-                      train_split=train_split, val_split=val_split, init=str(init or ""),
+                      train_split=train_split, val_split=val_split, holdout=holdout, init=str(init or ""),
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
                       teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam,
                       widths=widths, depths=depths, prune_to=prune_to, mixup=mixup, device=device)
