@@ -102,7 +102,8 @@ def main() -> int:
         else:
             t_step, probe_teacher, cache = 0.0, teacher, None
         s_step = seconds_per_step(faces, runs / "probe-student", replace(s_cfg, teacher=str(probe_teacher)), cache)
-        steps = -(-int((faces.usage == t_cfg.train_split).sum()) // base.batch_size)
+        rows = int((faces.usage == t_cfg.train_split).sum() * (1 - args.holdout))
+        steps = -(-rows // base.batch_size)
         left = args.budget - elapsed() - 45  # 45 s: validation passes, start-up and copying
         # the student gets at least 55% of what is left (it is the product), each at most MAX_EPOCHS
         t_epochs = max(1, min(MAX_EPOCHS, int(0.45 * left / (t_step * steps * 1.08)))) if train_teacher else 0

@@ -1,0 +1,43 @@
+"""`scripts/stage12_gpu.py`, the one-call GPU recipe of MODEL.md's stage 12, kept working between the
+sessions that have a GPU: its smoke mode runs every step (teacher, student distilling it from the
+embedded model, the float16 teacher weights, the kept files) on the CPU, and the kept teacher weights
+serve a second call (`--teacher`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stage12_gpu.py"
+
+
+def run(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, small_slice, yunet_path):
+    from edgefer.train.recipe import load_checkpoint
+
+    common = ("--data", small_slice, "--detector", yunet_path, "--device", "cpu", "--threads", "2", "--smoke", "2",
+              "--holdout", "0.25")
+    r = run(*common, "--runs", tmp_path / "runs", "--keep", tmp_path / "keep")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    kept = sorted(p.name for p in (tmp_path / "keep").iterdir())
+    assert kept == ["student-curves.png", "student-history.json", "student-last.pt", "teacher-curves.png",
+                    "teacher-history.json", "teacher-weights-fp16.pt"]
+    teacher, ck = load_checkpoint(tmp_path / "keep" / "teacher-weights-fp16.pt")
+    assert teacher.widths == (64, 128, 256, 512) and ck["config"]["holdout"] == 0.25
+    student, ck = load_checkpoint(tmp_path / "keep" / "student-last.pt")
+    assert student.widths == (32, 64, 128, 256) and ck["config"]["distill"] == 0.5 and ck["step"] == 2
+
+    r = run(*common, "--runs", tmp_path / "runs2", "--keep", tmp_path / "keep2", "--distill", "0.8",
+            "--teacher", tmp_path / "keep" / "teacher-weights-fp16.pt")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert not (tmp_path / "runs2" / "teacher" / "last.pt").exists()  # no teacher trained this time
+    _, ck = load_checkpoint(tmp_path / "keep2" / "student-last.pt")
+    assert ck["config"]["distill"] == 0.8 and ck["config"]["teacher"].endswith("teacher-weights-fp16.pt")
