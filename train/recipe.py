@@ -151,10 +151,11 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def holdout_mask(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """Rows held out of training: `share` of each class (rounded), drawn with `seed`."""
+    """Rows held out of training: `share` of each class (rounded), drawn with `seed` (the run's seed, so
+    runs of different seeds validate on different rows). Unlabelled rows (-1) are never held out."""
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(labels), bool)
-    for c in np.unique(labels):
+    for c in np.unique(labels[labels >= 0]):
         rows = np.flatnonzero(labels == c)
         mask[rng.permutation(rows)[:round(share * len(rows))]] = True
     return mask
@@ -300,6 +301,17 @@ def _bn_stats_frozen(model: torch.nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
+def _check_same_rows(last: Path, cfg: TrainConfig) -> None:
+    """A resumed run must train and validate on the rows it started with: the same held-out share,
+    drawn with the same seed."""
+    started = torch.load(last, map_location="cpu", weights_only=False)["config"]
+    was = (started.get("holdout", 0.0), started["seed"] if started.get("holdout", 0.0) else None)
+    now = (cfg.holdout, cfg.seed if cfg.holdout else None)
+    if was != now:
+        raise UserError(f"{last}: started with --holdout {was[0]} (seed {started['seed']}); resume it with the "
+                        f"options it started with, not --holdout {cfg.holdout} (seed {cfg.seed})")
+
+
 def _realigned(pixels: np.ndarray, cfg: TrainConfig, spec: InputSpec,
                out: Path) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Preprocessed re-aligned training crops and their found mask (None when not asked for)."""
@@ -326,6 +338,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
         raise UserError("--mixup blends the faces, so the teacher must see them: use --teacher-views flip")
     if not 0 <= cfg.holdout < 1:
         raise UserError(f"--holdout {cfg.holdout}: a share of the training rows, 0 <= share < 1")
+    if resume and (out / "last.pt").exists():
+        _check_same_rows(out / "last.pt", cfg)
     out.mkdir(parents=True, exist_ok=True)
     spec = InputSpec(size=int(data.pixels.shape[1]))
     if data.pixels.shape[1] != data.pixels.shape[2]:

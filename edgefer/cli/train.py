@@ -42,8 +42,8 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--train-split", default="Training", show_default=True)
 @click.option("--val-split", default="PublicTest", show_default=True)
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="Hold this share of the training rows out (seeded, every class alike) and validate on them "
-                   "instead of --val-split: for choosing settings without looking at the final test rows.")
+              help="Hold this share of the training rows out (drawn with --seed, every class alike) and validate "
+                   "on them instead of --val-split: for choosing settings without looking at the final test rows.")
 @click.option("--init", "init", type=click.Path(path_type=Path),
               help="Start from the weights of this checkpoint or exported edgefer ONNX model (a fine-tuning stage; "
                    "the optimizer starts afresh).")

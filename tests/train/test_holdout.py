@@ -16,8 +16,9 @@ torch = pytest.importorskip("torch", reason="the training extra (torch) is not i
 def test_holdout_mask_is_seeded_and_takes_every_class_alike():
     from edgefer.train.recipe import holdout_mask
 
-    labels = np.repeat(np.arange(7), [40, 4, 30, 100, 60, 50, 20])
+    labels = np.concatenate([np.repeat(np.arange(7), [40, 4, 30, 100, 60, 50, 20]), [-1] * 10])
     mask = holdout_mask(labels, 0.25, seed=1)
+    assert not mask[labels < 0].any()  # unlabelled rows are never held out
     assert np.array_equal(mask, holdout_mask(labels, 0.25, seed=1))
     assert not np.array_equal(mask, holdout_mask(labels, 0.25, seed=2))
     for c, n in enumerate([40, 4, 30, 100, 60, 50, 20]):
@@ -57,3 +58,23 @@ def test_cli_holdout_reaches_the_run_and_a_whole_split_is_refused(tmp_path, smal
     with pytest.raises(UserError, match="share of the training rows"):
         train(load_faces(small_slice), tmp_path / "x", TrainConfig(holdout=1.0, max_steps=1), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_keeps_the_rows_it_started_with(tmp_path, small_slice):
+    """Resuming a held-out run without --holdout (or with another seed) would train on the held-out
+    rows and validate on others: refused in one line, the run left as it was."""
+    from edgefer.data import load_faces
+    from edgefer.errors import UserError
+    from edgefer.train.recipe import TrainConfig, train
+
+    faces = load_faces(small_slice)
+    cfg = TrainConfig(epochs=2, batch_size=64, threads=1, holdout=0.25, max_steps=1)
+    train(faces, tmp_path / "r", cfg, progress=False)
+    before = (tmp_path / "r" / "last.pt").read_bytes()
+    for other in (TrainConfig(epochs=2, batch_size=64, threads=1), TrainConfig(epochs=2, batch_size=64, threads=1,
+                                                                              holdout=0.25, seed=7)):
+        with pytest.raises(UserError, match="resume it with the options it started with"):
+            train(faces, tmp_path / "r", other, resume=True, progress=False)
+    assert (tmp_path / "r" / "last.pt").read_bytes() == before
+    train(faces, tmp_path / "r", TrainConfig(epochs=2, batch_size=64, threads=1, holdout=0.25), resume=True,
+          progress=False)
