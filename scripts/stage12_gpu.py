@@ -8,7 +8,8 @@
 The epochs of both are fixed before either schedule starts, from a timing probe of a few steps of
 each (never from any accuracy), so that the whole call ends inside `--budget` seconds; then the
 student's checkpoint, both histories and curves, and the teacher's delivered weights (float16) are
-copied to `--keep`. `--teacher` takes such weights from an earlier call instead of training a teacher. The recipe is `edgefer.train.recipe.train`, exactly as `edgefer train` runs it.
+copied to `--keep`. `--teacher` takes such weights from an earlier call instead of training a teacher.
+The recipe is `edgefer.train.recipe.train`, as `edgefer train` runs it, with cuDNN's autotuner on.
 
     python scripts/stage12_gpu.py --data fer2013_trainval.npz --detector yunet.onnx \\
         --runs /tmp/runs --keep $OUT --device cuda --budget 540
@@ -28,13 +29,36 @@ T0 = time.monotonic()
 TEACHER = dict(widths=(64, 128, 256, 512), depths=(2, 2, 2, 2), lr=0.1, ema=0.999, realigned_frac=0.5)
 STUDENT = dict(lr=0.03, ema=0.999, realigned_frac=0.5, distill=0.5)
 MAX_EPOCHS = 60  # stage 1's and stage 3's cycles: no more is asked of either
+RESERVE_S = 45.0  # of the budget, for what the probe does not time: start-up of each run, copying
+EPOCH_OVERHEAD = 1.08  # margin for an epoch's validation pass and checkpoint on top of its steps (a guess;
+# the probe errs long anyway: in stage 12b it timed 16.3 ms a step, the run took 9.4)
+TEACHER_SHARE = 0.45  # of the time left; the student (the product) gets the rest
 
 
 def elapsed() -> float:
     return time.monotonic() - T0
 
 
-def seconds_per_step(faces, out: Path, cfg, cache: Path | None = None) -> float:  # type: ignore[no-untyped-def]
+def plan_epochs(left_s: float, teacher_step_s: float, student_step_s: float, steps_per_epoch: int,
+                train_teacher: bool) -> tuple[int, int]:
+    """Epochs of the teacher (0 when it is not trained) and of the student that fit in `left_s`
+    seconds, each between 1 and MAX_EPOCHS (1 even when nothing fits: the run then overruns and says so)."""
+    t_epoch = teacher_step_s * steps_per_epoch * EPOCH_OVERHEAD
+    s_epoch = student_step_s * steps_per_epoch * EPOCH_OVERHEAD
+    t_epochs = max(1, min(MAX_EPOCHS, int(TEACHER_SHARE * left_s / t_epoch))) if train_teacher else 0
+    s_epochs = max(1, min(MAX_EPOCHS, int((left_s - t_epochs * t_epoch) / s_epoch)))
+    return t_epochs, s_epochs
+
+
+def copy_caches(src: Path, dst: Path) -> None:
+    """The framed training crops (`realigned-*.npz`, keyed by the rows) of one run folder into another."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for c in src.glob("realigned-*.npz"):
+        if not (dst / c.name).exists():
+            shutil.copy(c, dst / c.name)
+
+
+def seconds_per_step(faces, out: Path, cfg, cache_from: Path | None = None) -> float:  # type: ignore[no-untyped-def]
     """Time per optimizer step of `cfg` on this machine: two short runs, 10 and 50 steps, differenced
     (what both share, loading and one validation pass, cancels), after a first run that frames the
     crops (cached: every later run copies them)."""
@@ -43,13 +67,12 @@ def seconds_per_step(faces, out: Path, cfg, cache: Path | None = None) -> float:
     times = []
     for steps in (2, 10, 50):  # the first run frames the crops and warms the GPU up; it is not timed
         d = out / f"probe{steps}"
-        d.mkdir(parents=True, exist_ok=True)
-        if cache is not None:
-            shutil.copy(cache, d / cache.name)
+        if cache_from is not None:
+            copy_caches(cache_from, d)
         t = time.monotonic()
         train(faces, d, replace(cfg, epochs=1, max_steps=steps), progress=False)
         times.append(time.monotonic() - t)
-        cache = next(d.glob("realigned-*.npz"), None)  # the first probe framed the crops: the second reuses them
+        cache_from = d
     return max(1e-3, (times[2] - times[1]) / 40)
 
 
@@ -57,7 +80,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--detector", type=Path, required=True)
-    ap.add_argument("--runs", type=Path, required=True)
+    ap.add_argument("--runs", type=Path, required=True, help="an empty or new folder for the runs")
     ap.add_argument("--keep", type=Path, required=True, help="folder the results are copied to")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--budget", type=float, default=540.0, help="seconds for the whole script")
@@ -70,64 +93,64 @@ def main() -> int:
                          "settings without PublicTest")
     ap.add_argument("--smoke", type=int, default=0, help="tests: this many steps per run, one epoch each")
     args = ap.parse_args()
+    if not 0 <= args.holdout < 1 or not 0 <= args.distill <= 1:
+        ap.error("--holdout must be in [0, 1) and --distill in [0, 1]")
+    if args.runs.exists() and any(args.runs.iterdir()):
+        ap.error(f"--runs {args.runs}: not empty (an earlier call's runs would be mistaken for this one's)")
 
     import numpy as np
     import torch
 
     from edgefer.cli.train import load_template
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.errors import UserError
+    from edgefer.train.recipe import TrainConfig, delivered_weights, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     torch.backends.cudnn.benchmark = True
-    faces = load_faces(args.data)
-    base = TrainConfig(threads=args.threads, detector=str(args.detector), template=load_template(None)["points"],
-                       device=args.device, holdout=args.holdout)
-    embedded = Path(__import__("edgefer").__file__).parent / "models" / "edgefer-fer-v1.onnx"
-    t_cfg = replace(base, **TEACHER)  # type: ignore[arg-type]
-    s_cfg = replace(base, init=str(embedded), **{**STUDENT, "distill": args.distill})  # type: ignore[arg-type]
     runs, keep = args.runs, args.keep
-    teacher = args.teacher or runs / "teacher" / "last.pt"
-    keep.mkdir(parents=True, exist_ok=True)
+    try:
+        faces = load_faces(args.data)
+        base = TrainConfig(threads=args.threads, detector=str(args.detector), template=load_template(None)["points"],
+                           device=args.device, holdout=args.holdout)
+        embedded = Path(__import__("edgefer").__file__).parent / "models" / "edgefer-fer-v1.onnx"
+        t_cfg = replace(base, **TEACHER)  # type: ignore[arg-type]
+        s_cfg = replace(base, init=str(embedded), **{**STUDENT, "distill": args.distill})  # type: ignore[arg-type]
+        teacher = args.teacher or runs / "teacher" / "last.pt"
+        train_teacher = args.teacher is None
+        keep.mkdir(parents=True, exist_ok=True)
 
-    train_teacher = args.teacher is None
-    if args.smoke:
-        t_epochs = s_epochs = 1
-        t_cfg, s_cfg = replace(t_cfg, max_steps=args.smoke), replace(s_cfg, max_steps=args.smoke)
-    else:
-        if train_teacher:
-            t_step = seconds_per_step(faces, runs / "probe-teacher", t_cfg)
-            probe_teacher = runs / "probe-teacher" / "probe50" / "last.pt"
-            cache = next((runs / "probe-teacher" / "probe2").glob("realigned-*.npz"))
+        if args.smoke:
+            t_epochs, s_epochs = (1 if train_teacher else 0), 1
+            t_cfg, s_cfg = replace(t_cfg, max_steps=args.smoke), replace(s_cfg, max_steps=args.smoke)
         else:
-            t_step, probe_teacher, cache = 0.0, teacher, None
-        s_step = seconds_per_step(faces, runs / "probe-student", replace(s_cfg, teacher=str(probe_teacher)), cache)
-        rows = int((faces.usage == t_cfg.train_split).sum() * (1 - args.holdout))
-        steps = -(-rows // base.batch_size)
-        left = args.budget - elapsed() - 45  # 45 s: validation passes, start-up and copying
-        # the student gets at least 55% of what is left (it is the product), each at most MAX_EPOCHS
-        t_epochs = max(1, min(MAX_EPOCHS, int(0.45 * left / (t_step * steps * 1.08)))) if train_teacher else 0
-        s_epochs = max(1, min(MAX_EPOCHS, int((left - t_epochs * t_step * steps * 1.08) / (s_step * steps * 1.08))))
-        print(f"probe: teacher {t_step * 1000:.1f} ms/step, student {s_step * 1000:.1f} ms/step, {steps} steps/epoch; "
-              f"{left:.0f} s left -> teacher {t_epochs} epochs, student {s_epochs} epochs", flush=True)
-    cache = next((runs / "probe-student" / "probe2").glob("realigned-*.npz"), None)  # framed by the probes
-    for name in ("teacher", "student"):
-        (runs / name).mkdir(parents=True, exist_ok=True)
-        if cache is not None:
-            shutil.copy(cache, runs / name / cache.name)
+            if train_teacher:
+                t_step = seconds_per_step(faces, runs / "probe-teacher", t_cfg)
+                probe_teacher, framed = runs / "probe-teacher" / "probe50" / "last.pt", runs / "probe-teacher" / "probe2"
+            else:
+                t_step, probe_teacher, framed = 0.0, teacher, None
+            s_step = seconds_per_step(faces, runs / "probe-student", replace(s_cfg, teacher=str(probe_teacher)), framed)
+            rows = int((faces.usage == t_cfg.train_split).sum() * (1 - args.holdout))
+            steps = -(-rows // base.batch_size)
+            left = args.budget - elapsed() - RESERVE_S
+            t_epochs, s_epochs = plan_epochs(left, t_step, s_step, steps, train_teacher)
+            print(f"probe: teacher {t_step * 1000:.1f} ms/step, student {s_step * 1000:.1f} ms/step, {steps} "
+                  f"steps/epoch; {left:.0f} s left -> teacher {t_epochs} epochs, student {s_epochs} epochs", flush=True)
+            copy_caches(runs / "probe-student" / "probe2", runs / "teacher")
 
-    if train_teacher:
-        train(faces, runs / "teacher", replace(t_cfg, epochs=t_epochs), progress=False)
-        print(f"teacher done at {elapsed():.0f} s", flush=True)
-        ck = torch.load(teacher, map_location="cpu", weights_only=False)
-        half = {k: (v.half() if v.is_floating_point() else v) for k, v in (ck.get("ema") or ck["model"]).items()}
-        torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
-                   keep / "teacher-weights-fp16.pt")
-    for c in (runs / "teacher").glob("realigned-*.npz"):  # framed once, whichever run framed them
-        if not (runs / "student" / c.name).exists():
-            shutil.copy(c, runs / "student" / c.name)
-    train(faces, runs / "student", replace(s_cfg, epochs=s_epochs, teacher=str(teacher)), progress=False)
-    print(f"student done at {elapsed():.0f} s", flush=True)
+        if train_teacher:
+            train(faces, runs / "teacher", replace(t_cfg, epochs=t_epochs), progress=False)
+            print(f"teacher done at {elapsed():.0f} s", flush=True)
+            ck = torch.load(teacher, map_location="cpu", weights_only=False)
+            half = {k: (v.half() if v.is_floating_point() else v) for k, v in delivered_weights(ck).items()}
+            torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
+                       keep / "teacher-weights-fp16.pt")
+        copy_caches(runs / "teacher", runs / "student")  # framed once, whichever run framed them
+        train(faces, runs / "student", replace(s_cfg, epochs=s_epochs, teacher=str(teacher)), progress=False)
+        print(f"student done at {elapsed():.0f} s", flush=True)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     for run in ("teacher", "student"):
         for f in ("history.json", "curves.png"):

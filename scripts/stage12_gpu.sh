@@ -7,6 +7,7 @@
 set -uo pipefail
 : "${OUT:?OUT must name the folder to keep results in}"
 export PYTHONUNBUFFERED=1
+rm -rf /tmp/stage12  # a warm machine keeps an earlier call's runs: never mistake them for this call's
 shim=/tmp/edgefer-shim
 rm -rf "$shim" && mkdir -p "$shim" && cp -r edgefer "$shim/"
 for d in edge convert calibration train systemd; do ln -sfn "$PWD/$d" "$shim/edgefer/$d"; done

@@ -71,8 +71,9 @@ def realigned_cached(pixels: np.ndarray, detector_path: Path, template: Sequence
                      cache_dir: Path, progress: bool = True, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`realign` with the deployment detector at its default settings, cached in `cache_dir` under a
     key of the pixels, the detector file and the template (so a resumed run does not redo it).
-    `workers` processes share the faces (0: one per CPU core); each face is framed on its own, so
-    the crops do not depend on how they are shared."""
+    `workers` processes share the faces (0: one per CPU core this process may use); each face is framed
+    on its own, so sharing changes no crop beyond one grey level (ONNX Runtime on one thread per worker
+    against its default)."""
     from edgefer.edge.align import Aligner
     from edgefer.edge.detector import YunetDetector
 
@@ -85,7 +86,8 @@ def realigned_cached(pixels: np.ndarray, detector_path: Path, template: Sequence
     if path.exists():
         with np.load(path) as z:
             return z["crops"], z["found"]
-    workers = min(workers or os.cpu_count() or 1, max(1, len(pixels) // 1000))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(workers or cores, max(1, len(pixels) // 1000))
     if workers > 1:
         import multiprocessing
 

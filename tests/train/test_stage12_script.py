@@ -41,3 +41,20 @@ def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, sm
     assert not (tmp_path / "runs2" / "teacher" / "last.pt").exists()  # no teacher trained this time
     _, ck = load_checkpoint(tmp_path / "keep2" / "student-last.pt")
     assert ck["config"]["distill"] == 0.8 and ck["config"]["teacher"].endswith("teacher-weights-fp16.pt")
+
+
+def test_epoch_plan_fits_the_time_left():
+    from stage12_gpu import EPOCH_OVERHEAD, MAX_EPOCHS, plan_epochs
+
+    t, s = plan_epochs(200, 0.010, 0.012, 224, train_teacher=True)  # 2.4 s and 2.9 s an epoch with the margin
+    assert (t, s) == (37, 38)  # 45% of 200 s to the teacher, the rest to the student
+    assert t * 0.010 * 224 * EPOCH_OVERHEAD + s * 0.012 * 224 * EPOCH_OVERHEAD <= 200
+    assert plan_epochs(10_000, 0.001, 0.001, 224, train_teacher=True) == (MAX_EPOCHS, MAX_EPOCHS)
+    assert plan_epochs(400, 0.0, 0.012, 224, train_teacher=False)[0] == 0  # a carried teacher: all to the student
+    assert plan_epochs(1, 0.5, 0.5, 224, train_teacher=True) == (1, 1)  # nothing fits: one epoch each, not zero
+
+
+def test_an_earlier_calls_runs_are_refused(tmp_path, small_slice, yunet_path):
+    (tmp_path / "runs" / "student").mkdir(parents=True)
+    r = run("--data", small_slice, "--detector", yunet_path, "--runs", tmp_path / "runs", "--keep", tmp_path / "k")
+    assert r.returncode == 2 and "not empty" in r.stderr and "Traceback" not in r.stderr
