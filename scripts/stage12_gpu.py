@@ -61,7 +61,8 @@ def copy_caches(src: Path, dst: Path) -> None:
 def seconds_per_step(faces, out: Path, cfg, cache_from: Path | None = None) -> float:  # type: ignore[no-untyped-def]
     """Time per optimizer step of `cfg` on this machine: two short runs, 10 and 50 steps, differenced
     (what both share, loading and one validation pass, cancels), after a first run that frames the
-    crops (cached: every later run copies them)."""
+    crops (cached: every later run copies them). An epoch must have 50 steps or more (FER-2013's
+    Training rows make 224), or both timed runs stop at the epoch's end and the difference is noise."""
     from edgefer.train.recipe import train
 
     times = []
