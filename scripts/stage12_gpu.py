@@ -9,6 +9,8 @@ The epochs of both are fixed before either schedule starts, from a timing probe 
 each (never from any accuracy), so that the whole call ends inside `--budget` seconds; then the
 student's checkpoint, both histories and curves, and the teacher's delivered weights (float16) are
 copied to `--keep`. `--teacher` takes such weights from an earlier call instead of training a teacher.
+`--seeds N` trains N students at once (seeds seed, seed+1, ...; one process each, the CPU threads shared),
+each with its own log; `--epochs` then fixes their epochs (the probe times one student alone).
 The recipe is `edgefer.train.recipe.train`, as `edgefer train` runs it, with cuDNN's autotuner on.
 
     python scripts/stage12_gpu.py --data fer2013_trainval.npz --detector yunet.onnx \\
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -77,6 +81,35 @@ def seconds_per_step(faces, out: Path, cfg, cache_from: Path | None = None) -> f
     return max(1e-3, (times[2] - times[1]) / 40)
 
 
+def student_dirs(runs: Path, seeds: int) -> list[Path]:
+    """The run folders of `seeds` students: student/ for the first (the one a ship rule names), then
+    student-s2/, student-s3/, ..."""
+    return [runs / "student"] + [runs / f"student-s{i}" for i in range(2, seeds + 1)]
+
+
+def _train_logged(data: Path, out: Path, cfg) -> None:  # type: ignore[no-untyped-def]
+    """One student in a process of its own, its log in `out`.log (spawned: the parent holds CUDA)."""
+    from edgefer.data import load_faces
+    from edgefer.train.recipe import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True,
+                        handlers=[logging.FileHandler(out.with_suffix(".log"))])
+    train(load_faces(data), out, cfg, progress=False)
+
+
+def train_students(data: Path, outs: list[Path], cfgs: list) -> None:  # type: ignore[type-arg]
+    """Train one student per folder at once, each in a spawned process; a failed one fails the call."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_train_logged, args=(data, o, c)) for o, c in zip(outs, cfgs)]
+    for pr in procs:
+        pr.start()
+    for pr in procs:
+        pr.join()
+    failed = [o.name for o, pr in zip(outs, procs) if pr.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"student runs failed: {failed} (their logs are beside their folders)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -92,10 +125,17 @@ def main() -> int:
     ap.add_argument("--holdout", type=float, default=0.0,
                     help="validate both runs on this share of Training held out (edgefer train --holdout), to choose "
                          "settings without PublicTest")
+    ap.add_argument("--distill-intensity", type=float, default=None,
+                    help="the intensity head's weight on the teacher (default: --distill)")
+    ap.add_argument("--seeds", type=int, default=1, help="students trained at once, seeds seed, seed+1, ...")
+    ap.add_argument("--epochs", type=int, default=0,
+                    help="the students' epochs (0: planned by the probe, which times one student alone)")
     ap.add_argument("--smoke", type=int, default=0, help="tests: this many steps per run, one epoch each")
     args = ap.parse_args()
-    if not 0 <= args.holdout < 1 or not 0 <= args.distill <= 1:
-        ap.error("--holdout must be in [0, 1) and --distill in [0, 1]")
+    if not 0 <= args.holdout < 1 or not 0 <= args.distill <= 1 or not 0 <= (args.distill_intensity or 0) <= 1:
+        ap.error("--holdout must be in [0, 1), --distill and --distill-intensity in [0, 1]")
+    if args.seeds < 1 or args.epochs < 0 or (args.epochs and args.teacher is None):
+        ap.error("--seeds must be 1 or more; --epochs needs --teacher (a teacher trained here is planned by the probe)")
     if args.runs.exists() and any(args.runs.iterdir()):
         ap.error(f"--runs {args.runs}: not empty (an earlier call's runs would be mistaken for this one's)")
 
@@ -116,7 +156,8 @@ def main() -> int:
                            device=args.device, holdout=args.holdout)
         embedded = Path(__import__("edgefer").__file__).parent / "models" / "edgefer-fer-v1.onnx"
         t_cfg = replace(base, **TEACHER)  # type: ignore[arg-type]
-        s_cfg = replace(base, init=str(embedded), **{**STUDENT, "distill": args.distill})  # type: ignore[arg-type]
+        s_cfg = replace(base, init=str(embedded), distill_intensity=args.distill_intensity,  # type: ignore[arg-type]
+                        **{**STUDENT, "distill": args.distill})
         teacher = args.teacher or runs / "teacher" / "last.pt"
         train_teacher = args.teacher is None
         keep.mkdir(parents=True, exist_ok=True)
@@ -124,6 +165,10 @@ def main() -> int:
         if args.smoke:
             t_epochs, s_epochs = (1 if train_teacher else 0), 1
             t_cfg, s_cfg = replace(t_cfg, max_steps=args.smoke), replace(s_cfg, max_steps=args.smoke)
+        elif args.epochs:  # the teacher is carried: frame the crops once (a 2-step run), no timing
+            t_epochs, s_epochs = 0, args.epochs
+            train(faces, runs / "frame", replace(s_cfg, epochs=1, max_steps=2, teacher=str(teacher)), progress=False)
+            copy_caches(runs / "frame", runs / "teacher")
         else:
             if train_teacher:
                 t_step = seconds_per_step(faces, runs / "probe-teacher", t_cfg)
@@ -146,8 +191,16 @@ def main() -> int:
             half = {k: (v.half() if v.is_floating_point() else v) for k, v in delivered_weights(ck).items()}
             torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
                        keep / "teacher-weights-fp16.pt")
-        copy_caches(runs / "teacher", runs / "student")  # framed once, whichever run framed them
-        train(faces, runs / "student", replace(s_cfg, epochs=s_epochs, teacher=str(teacher)), progress=False)
+        outs = student_dirs(runs, args.seeds)
+        for o in outs:
+            copy_caches(runs / "teacher", o)  # framed once, whichever run framed them
+        cfgs = [replace(s_cfg, epochs=s_epochs, teacher=str(teacher), seed=s_cfg.seed + i) for i in range(args.seeds)]
+        if args.seeds == 1:
+            train(faces, outs[0], cfgs[0], progress=False)
+        else:
+            threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2) // args.seeds)
+            print(f"{args.seeds} students at once, {threads} threads each; logs in {runs}/student*.log", flush=True)
+            train_students(args.data, outs, [replace(c, threads=threads) for c in cfgs])
         print(f"student done at {elapsed():.0f} s", flush=True)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -157,7 +210,13 @@ def main() -> int:
         for f in ("history.json", "curves.png"):
             if (runs / run / f).exists():
                 shutil.copy(runs / run / f, keep / f"{run}-{f}")
-    shutil.copy(runs / "student" / "last.pt", keep / "student-last.pt")
+    for o in student_dirs(runs, args.seeds):
+        shutil.copy(o / "last.pt", keep / f"{o.name}-last.pt")
+        if o.name != "student":
+            for f in ("history.json", "curves.png"):
+                shutil.copy(o / f, keep / f"{o.name}-{f}")
+        if o.with_suffix(".log").exists():
+            shutil.copy(o.with_suffix(".log"), keep / f"{o.name}.log")
     print(f"kept {sorted(p.name for p in keep.iterdir())} at {elapsed():.0f} s; numpy {np.__version__}, "
           f"torch {torch.__version__}", flush=True)
     return 0

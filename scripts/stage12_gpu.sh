@@ -20,8 +20,11 @@ timeout $(( ${BUDGET:-500} + 50 )) python3 scripts/stage12_gpu.py --data /tmp/fe
     --device cuda --budget "${BUDGET:-500}" ${EXTRA:-} 2>&1 | tee "$OUT/stage12.log"
 rc=${PIPESTATUS[0]}
 # killed at the limit: keep what the runs hold so far
-for r in teacher student; do
-    [ -e "$OUT/$r-history.json" ] || cp /tmp/stage12/$r/history.json "$OUT/$r-history.json" 2>/dev/null
+for d in /tmp/stage12/teacher /tmp/stage12/student /tmp/stage12/student-s*; do
+    n=$(basename "$d")
+    [ -e "$OUT/$n-history.json" ] || cp "$d/history.json" "$OUT/$n-history.json" 2>/dev/null
+    [ "$n" = teacher ] && continue
+    [ -e "$OUT/$n-last.pt" ] || cp "$d/last.pt" "$OUT/$n-last.pt" 2>/dev/null
+    [ -e "$OUT/$n.log" ] || cp "$d.log" "$OUT/$n.log" 2>/dev/null
 done
-[ -e "$OUT/student-last.pt" ] || cp /tmp/stage12/student/last.pt "$OUT/student-last.pt" 2>/dev/null
 exit "$rc"

@@ -9,7 +9,8 @@ included); validation figures are then those of the average, and the raw weights
 beside them.
 With a `teacher` checkpoint the run distils it: the teacher sees each augmented batch and its mirror
 image (a flip-averaged prediction, which is worth about +1 pt at twice the compute), and both heads
-learn from a mix of their own targets and the teacher's outputs, weighted by `distill`. The student
+learn from a mix of their own targets and the teacher's outputs, weighted by `distill` (the intensity
+head by `distill_intensity` when it is set: the two weights trade top-1 against FER+ accuracy). The student
 keeps the single-pass cost; the teacher is only used in training. With `teacher_views="multi"` the
 teacher's targets are instead its outputs averaged over 18 fixed views of each original crop, computed
 once before training (`teacher_views.py`): a stronger teacher that costs nothing per step, but its
@@ -88,6 +89,10 @@ class TrainConfig:
     # labels (0..1). "": off.
     teacher: str = ""
     distill: float = 0.5
+    # The intensity head's weight on the teacher's intensities against the FER+ vote shares; None: `distill`.
+    # A higher weight here raised the intensity head's FER+ accuracy and a higher `distill` lowered top-1
+    # (MODEL.md, stages 12 and 12b), so the two are set apart.
+    distill_intensity: float | None = None
     # "flip": the teacher runs on every augmented batch and its mirror image; "multi": its outputs
     # averaged over `teacher_views.VIEWS` of each original crop, computed once (and cached in the run
     # folder), serve as targets for every framing and augmentation of that face.
@@ -222,7 +227,8 @@ def _teacher(cfg: TrainConfig) -> EmotionNet | None:
     if not Path(cfg.teacher).is_file():
         raise UserError(f"{cfg.teacher}: teacher checkpoint not found")
     teacher = load_network(Path(cfg.teacher))
-    log.info("distilling %s (weight %.2f)", cfg.teacher, cfg.distill)
+    w_int = cfg.distill if cfg.distill_intensity is None else cfg.distill_intensity
+    log.info("distilling %s (weight %.2f, intensity head %.2f)", cfg.teacher, cfg.distill, w_int)
     return teacher.to(memory_format=torch.channels_last).requires_grad_(False)
 
 
@@ -249,7 +255,8 @@ def batch_losses(model: EmotionNet, xb: torch.Tensor, yb: torch.Tensor, tb: torc
     if t_probs is not None and t_int is not None:
         soft = -(t_probs * F.log_softmax(logits, 1)).sum(1).mean()
         cls_loss = (1 - cfg.distill) * cls_loss + cfg.distill * soft
-        tb = (1 - cfg.distill) * tb + cfg.distill * t_int
+        w_int = cfg.distill if cfg.distill_intensity is None else cfg.distill_intensity
+        tb = (1 - w_int) * tb + w_int * t_int
     bce = F.binary_cross_entropy_with_logits(int_logits, tb, reduction="none").mean(1)
     int_loss = (bce * wb).sum() / wb.sum().clamp(min=1)
     return cls_loss + cfg.intensity_weight * int_loss, cls_loss, int_loss, logits

@@ -60,6 +60,9 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
                    "soft targets.")
 @click.option("--distill", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Weight of the teacher's targets against the labels (with --teacher).")
+@click.option("--distill-intensity", type=click.FloatRange(0, 1), default=None,
+              help="The intensity head's weight on the teacher's intensities against the FER+ vote shares "
+                   "(default: --distill).")
 @click.option("--teacher-views", type=click.Choice(["flip", "multi"]), default="flip", show_default=True,
               help="flip: the teacher runs on each batch and its mirror; multi: its outputs over 18 fixed views "
                    "of each crop, computed once before training (no cost per step; a stronger teacher, but it trained "
@@ -82,7 +85,8 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
               max_steps: int, resume: bool, train_split: str, val_split: str, holdout: float, init: Path | None,
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
-              teacher: Path | None, distill: float, teacher_views: str, sam: float,
+              teacher: Path | None, distill: float,
+              distill_intensity: float | None, teacher_views: str, sam: float,
               widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
               device: str) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
@@ -119,7 +123,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, max_steps=max_steps,
                       train_split=train_split, val_split=val_split, holdout=holdout, init=str(init or ""),
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
-                      teacher=str(teacher or ""), distill=distill, teacher_views=teacher_views, sam=sam,
+                      teacher=str(teacher or ""), distill=distill,
+                      distill_intensity=distill_intensity, teacher_views=teacher_views, sam=sam,
                       widths=widths, depths=depths, prune_to=prune_to, mixup=mixup, device=device)
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")

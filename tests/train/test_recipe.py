@@ -276,6 +276,38 @@ def test_distillation_changes_only_the_targets(tmp_path, slice_npz, run_dir):
     assert not torch.equal(weights["plain"][w], weights["w1"][w])
 
 
+def test_intensity_head_has_its_own_distill_weight():
+    """`distill_intensity` moves only the intensity targets: unset it is `distill`; at 1 the intensity
+    loss is the sigmoid cross-entropy against the teacher's intensities alone, and the classification
+    loss is that of `distill` whatever it is."""
+    import torch.nn.functional as F
+
+    from edgefer.train.model import EmotionNet
+    from edgefer.train.recipe import TrainConfig, batch_losses
+
+    torch.manual_seed(0)
+    model = EmotionNet().eval()
+    xb = torch.randn(6, 1, 48, 48)
+    yb = torch.tensor([0, 1, 2, 3, 4, 5])
+    tb = torch.rand(6, 7)
+    tb = tb / tb.sum(1, keepdim=True)
+    wb = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    t_probs = torch.softmax(torch.randn(6, 7), 1)
+    t_int = torch.rand(6, 7)
+
+    def losses(**kw):
+        return batch_losses(model, xb, yb, tb, wb, t_probs, t_int, TrainConfig(**kw))
+
+    same, unset = losses(distill=0.5, distill_intensity=0.5), losses(distill=0.5)
+    assert all(torch.equal(a, b) for a, b in zip(same, unset))
+    apart = losses(distill=0.5, distill_intensity=1.0)
+    assert torch.equal(apart[1], same[1]), "the classification loss does not change"
+    int_logits = model.forward_raw(xb)[1]
+    bce = F.binary_cross_entropy_with_logits(int_logits, t_int, reduction="none").mean(1)
+    assert torch.allclose(apart[2], (bce * wb).sum() / wb.sum())
+    assert not torch.allclose(apart[2], same[2])
+
+
 def test_missing_teacher_is_one_line(tmp_path, slice_npz):
     r = cli("train", "--data", slice_npz, "--out", tmp_path / "r", "--teacher", tmp_path / "nope.pt", check=False)
     assert r.returncode != 0 and "teacher checkpoint not found" in r.stderr and "Traceback" not in r.stderr

@@ -1,7 +1,7 @@
 """`scripts/stage12_gpu.py`, the one-call GPU recipe of MODEL.md's stage 12, kept working between the
 sessions that have a GPU: its smoke mode runs every step (teacher, student distilling it from the
 embedded model, the float16 teacher weights, the kept files) on the CPU, and the kept teacher weights
-serve a second call (`--teacher`)."""
+serve later calls (`--teacher`), one of them training two students at once (`--seeds`)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def run(*args: object) -> subprocess.CompletedProcess:
 def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, small_slice, yunet_path):
     from edgefer.train.recipe import load_checkpoint
 
-    common = ("--data", small_slice, "--detector", yunet_path, "--device", "cpu", "--threads", "2", "--smoke", "2",
-              "--holdout", "0.25")
+    base = ("--data", small_slice, "--detector", yunet_path, "--device", "cpu", "--threads", "2", "--holdout", "0.25")
+    common = (*base, "--smoke", "2")
     r = run(*common, "--runs", tmp_path / "runs", "--keep", tmp_path / "keep")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     kept = sorted(p.name for p in (tmp_path / "keep").iterdir())
@@ -41,6 +41,21 @@ def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, sm
     assert not (tmp_path / "runs2" / "teacher" / "last.pt").exists()  # no teacher trained this time
     _, ck = load_checkpoint(tmp_path / "keep2" / "student-last.pt")
     assert ck["config"]["distill"] == 0.8 and ck["config"]["teacher"].endswith("teacher-weights-fp16.pt")
+
+    # two students at once, each in its own process with its own seed and log, for a fixed number of epochs
+    r = run(*base, "--runs", tmp_path / "runs3", "--keep", tmp_path / "keep3",
+            "--teacher", tmp_path / "keep" / "teacher-weights-fp16.pt", "--distill-intensity", "0.9",
+            "--seeds", "2", "--epochs", "1")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    kept = sorted(p.name for p in (tmp_path / "keep3").iterdir())
+    assert kept == ["student-curves.png", "student-history.json", "student-last.pt", "student-s2-curves.png",
+                    "student-s2-history.json", "student-s2-last.pt", "student-s2.log", "student.log"]
+    cks = [load_checkpoint(tmp_path / "keep3" / f)[1] for f in ("student-last.pt", "student-s2-last.pt")]
+    assert [ck["config"]["seed"] for ck in cks] == [20261122, 20261123]
+    assert all(ck["config"]["distill_intensity"] == 0.9 and ck["epoch"] == 1 for ck in cks)
+    assert "distilling" in (tmp_path / "keep3" / "student-s2.log").read_text()
+    w = "features.0.0.weight"
+    assert not torch.equal(cks[0]["model"][w], cks[1]["model"][w])
 
 
 def test_epoch_plan_fits_the_time_left():
