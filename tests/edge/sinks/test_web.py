@@ -409,9 +409,11 @@ def _check_screenshot(png: bytes, sink: WebSink, r: FrameResult, out_path) -> No
     assert on_box.sum() > (w + h), f"only {on_box.sum()} overlay pixels on the face outline"
     colour = np.array(COLOURS[CLASS_NAMES.index(face.stable_emotion or face.emotion)])
     close_to_box = np.abs(shown - colour).max(axis=2) < 70
-    close_raw = np.abs(raw.astype(int) - colour).max(axis=2) < 70
-    assert close_to_box[on_box].mean() > 0.6, close_to_box[on_box].mean()
-    assert close_raw[on_box].mean() < 0.2, close_raw[on_box].mean()
+    # judged only where the photo itself is far from that colour (a grey photo's mid-tones are within
+    # 70 of fear's purple, for one), so that the photo alone cannot pass it
+    telling = on_box & (np.abs(raw.astype(int) - colour).max(axis=2) >= 70)
+    assert telling.sum() > (w + h), f"only {telling.sum()} outline pixels where the photo is unlike the box colour"
+    assert close_to_box[telling].mean() > 0.6, close_to_box[telling].mean()
     assert np.abs(shown[on_box] - expected[on_box]).mean() < 25
 
 
