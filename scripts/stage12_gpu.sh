@@ -2,7 +2,8 @@
 # Stage 12 of the default model (MODEL.md) on a lent GPU machine, in one call: unpack the data carried
 # in .gpu/ (the FER-2013 npz, xz-compressed to fit a call, and the YuNet detector), make the package
 # importable without installing it (that machine has no package index), run scripts/stage12_gpu.py
-# inside its time budget, and keep the results in $OUT (what the device tool brings back).
+# inside its time budget, and keep the results in $OUT (what the device tool brings back): the
+# checkpoints, stage12.log, and logs.tar with every history, curve and per-student log.
 #   BUDGET: seconds for the driver (default 500); EXTRA: more driver options (e.g. --device cpu --smoke 3).
 set -uo pipefail
 : "${OUT:?OUT must name the folder to keep results in}"
@@ -27,4 +28,12 @@ for d in /tmp/stage12/teacher /tmp/stage12/student /tmp/stage12/student-s*; do
     [ -e "$OUT/$n-last.pt" ] || cp "$d/last.pt" "$OUT/$n-last.pt" 2>/dev/null
     [ -e "$OUT/$n.log" ] || cp "$d.log" "$OUT/$n.log" 2>/dev/null
 done
+# the device tool brings back at most 8 files (16 MiB each): histories, curves and logs travel as one tar,
+# each checkpoint as itself
+small=$(cd "$OUT" && ls -- *.json *.png *.log 2>/dev/null | grep -vx stage12.log)
+if [ -n "$small" ]; then
+    # shellcheck disable=SC2086
+    (cd "$OUT" && tar -cf logs.tar $small && rm -f $small)
+fi
+ls -l "$OUT"
 exit "$rc"
