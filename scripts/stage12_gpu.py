@@ -136,6 +136,8 @@ def main() -> int:
         ap.error("--holdout must be in [0, 1), --distill and --distill-intensity in [0, 1]")
     if args.seeds < 1 or args.epochs < 0 or (args.epochs and args.teacher is None):
         ap.error("--seeds must be 1 or more; --epochs needs --teacher (a teacher trained here is planned by the probe)")
+    if args.seeds > 1 and not (args.epochs or args.smoke):
+        ap.error("--seeds above 1 needs --epochs: the probe's plan is for one student alone")
     if args.runs.exists() and any(args.runs.iterdir()):
         ap.error(f"--runs {args.runs}: not empty (an earlier call's runs would be mistaken for this one's)")
 

@@ -73,3 +73,12 @@ def test_an_earlier_calls_runs_are_refused(tmp_path, small_slice, yunet_path):
     (tmp_path / "runs" / "student").mkdir(parents=True)
     r = run("--data", small_slice, "--detector", yunet_path, "--runs", tmp_path / "runs", "--keep", tmp_path / "k")
     assert r.returncode == 2 and "not empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_settings_that_cannot_be_planned_are_refused(tmp_path, small_slice, yunet_path):
+    common = ("--data", small_slice, "--detector", yunet_path, "--runs", tmp_path / "runs", "--keep", tmp_path / "k")
+    for extra, says in ((("--seeds", "3"), "needs --epochs"), (("--epochs", "5"), "needs --teacher"),
+                        (("--distill-intensity", "1.5"), "--distill-intensity in [0, 1]")):
+        r = run(*common, *extra)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "k").exists()
