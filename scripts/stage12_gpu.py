@@ -2,8 +2,9 @@
 
 1. a wide teacher (widths 64,128,256,512, depths 2,2,2,2; about 6x the student's cost) trained from
    scratch on the Training rows with deployment framing and a weight average;
-2. the student: 1.2.0's network, started from 1.2.0, distilling that teacher's flip-averaged outputs
-   on every augmented batch (stage 3's recipe with another teacher).
+2. the student: the embedded model's network, started from the embedded model (1.2.0 in stages 12
+   and 13; 1.3.0 since), distilling that teacher's flip-averaged outputs on every augmented batch
+   (stage 3's recipe with another teacher).
 
 The epochs of both are fixed before either schedule starts, from a timing probe of a few steps of
 each (never from any accuracy), so that the whole call ends inside `--budget` seconds; then the

@@ -138,7 +138,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
 @click.option("--eval-data", type=click.Path(path_type=Path),
               help="Evaluate the exported file on this data (with --eval-split) and store the figures in its metadata.")
 @click.option("--eval-split", default="PublicTest", show_default=True)
-@click.option("--version", "model_version", default="1.2.0", show_default=True)
+@click.option("--version", "model_version", default="1.3.0", show_default=True)
 @click.option("--flip", is_flag=True,
               help="Average each face with its mirror image inside the model (twice the cost per face).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
