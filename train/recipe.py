@@ -111,6 +111,11 @@ class TrainConfig:
     # same on either; the arithmetic is not bit-identical across devices.
     device: str = "cpu"
 
+    @property
+    def intensity_distill(self) -> float:
+        """The intensity head's weight on the teacher: `distill_intensity`, or `distill` when unset."""
+        return self.distill if self.distill_intensity is None else self.distill_intensity
+
 
 def train_device(name: str) -> torch.device:
     """The torch device of `TrainConfig.device`; a UserError when it is not one this machine has."""
@@ -227,8 +232,7 @@ def _teacher(cfg: TrainConfig) -> EmotionNet | None:
     if not Path(cfg.teacher).is_file():
         raise UserError(f"{cfg.teacher}: teacher checkpoint not found")
     teacher = load_network(Path(cfg.teacher))
-    w_int = cfg.distill if cfg.distill_intensity is None else cfg.distill_intensity
-    log.info("distilling %s (weight %.2f, intensity head %.2f)", cfg.teacher, cfg.distill, w_int)
+    log.info("distilling %s (weight %.2f, intensity head %.2f)", cfg.teacher, cfg.distill, cfg.intensity_distill)
     return teacher.to(memory_format=torch.channels_last).requires_grad_(False)
 
 
@@ -255,8 +259,7 @@ def batch_losses(model: EmotionNet, xb: torch.Tensor, yb: torch.Tensor, tb: torc
     if t_probs is not None and t_int is not None:
         soft = -(t_probs * F.log_softmax(logits, 1)).sum(1).mean()
         cls_loss = (1 - cfg.distill) * cls_loss + cfg.distill * soft
-        w_int = cfg.distill if cfg.distill_intensity is None else cfg.distill_intensity
-        tb = (1 - w_int) * tb + w_int * t_int
+        tb = (1 - cfg.intensity_distill) * tb + cfg.intensity_distill * t_int
     bce = F.binary_cross_entropy_with_logits(int_logits, tb, reduction="none").mean(1)
     int_loss = (bce * wb).sum() / wb.sum().clamp(min=1)
     return cls_loss + cfg.intensity_weight * int_loss, cls_loss, int_loss, logits
