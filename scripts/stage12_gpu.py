@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import time
@@ -148,6 +147,7 @@ def main() -> int:
     from edgefer.cli.train import load_template
     from edgefer.data import load_faces
     from edgefer.errors import UserError
+    from edgefer.train.realign import usable_cores
     from edgefer.train.recipe import TrainConfig, delivered_weights, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -201,7 +201,7 @@ def main() -> int:
         if args.seeds == 1:
             train(faces, outs[0], cfgs[0], progress=False)
         else:
-            threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2) // args.seeds)
+            threads = max(1, usable_cores() // args.seeds)
             print(f"{args.seeds} students at once, {threads} threads each; logs in {runs}/student*.log", flush=True)
             train_students(args.data, outs, [replace(c, threads=threads) for c in cfgs])
         print(f"student done at {elapsed():.0f} s", flush=True)
@@ -209,17 +209,12 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    for run in ("teacher", "student"):
-        for f in ("history.json", "curves.png"):
-            if (runs / run / f).exists():
-                shutil.copy(runs / run / f, keep / f"{run}-{f}")
-    for o in student_dirs(runs, args.seeds):
-        shutil.copy(o / "last.pt", keep / f"{o.name}-last.pt")
-        if o.name != "student":
-            for f in ("history.json", "curves.png"):
-                shutil.copy(o / f, keep / f"{o.name}-{f}")
-        if o.with_suffix(".log").exists():
-            shutil.copy(o.with_suffix(".log"), keep / f"{o.name}.log")
+    for run in [runs / "teacher", *student_dirs(runs, args.seeds)]:
+        for f in ["history.json", "curves.png"] + ([] if run.name == "teacher" else ["last.pt"]):  # teacher: above
+            if (run / f).exists():
+                shutil.copy(run / f, keep / f"{run.name}-{f}")
+        if run.with_suffix(".log").exists():
+            shutil.copy(run.with_suffix(".log"), keep / f"{run.name}.log")
     print(f"kept {sorted(p.name for p in keep.iterdir())} at {elapsed():.0f} s; numpy {np.__version__}, "
           f"torch {torch.__version__}", flush=True)
     return 0

@@ -58,6 +58,11 @@ def realign(pixels: np.ndarray, detector, aligner, upscale: int = UPSCALE,  # ty
     return crops, found
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells it, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _realign_chunk(args: tuple[np.ndarray, str, list[list[float]], int]) -> tuple[np.ndarray, np.ndarray]:
     """One worker's share of `realigned_cached`: its own detector on one ONNX Runtime thread."""
     from edgefer.edge.align import Aligner
@@ -86,8 +91,7 @@ def realigned_cached(pixels: np.ndarray, detector_path: Path, template: Sequence
     if path.exists():
         with np.load(path) as z:
             return z["crops"], z["found"]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(workers or cores, max(1, len(pixels) // 1000))
+    workers = min(workers or usable_cores(), max(1, len(pixels) // 1000))
     if workers > 1:
         import multiprocessing
 
