@@ -40,7 +40,8 @@ class Request:
     eval_data: Path | None = None
     split: str | None = "PublicTest"
     max_drop: float | None = None
-    method: str = "minmax"
+    method: str | None = None  # None: the INT8 scheme's own
+    int8_for: str | None = None  # INT8 scheme: "cpu" or "tensorrt" (None: by target, see check_request)
     keep_float: list[str] | str = field(default_factory=list)  # node names, or "auto"
     force: bool = False
     kind: str = "auto"  # "classifier", "detector" or "auto" (by metadata / outputs)
@@ -99,6 +100,15 @@ def check_request(ctx: Context) -> None:
         raise UserError(f"{r.out}: exists; pass --force to overwrite")
     if not r.out.parent.is_dir():
         raise UserError(f"{r.out.parent}: output folder does not exist")
+    if r.target.endswith("int8"):
+        from .schemes import scheme
+
+        r.int8_for = scheme(r.int8_for or ("tensorrt" if r.target.startswith("trt-") else "cpu")).name
+        if r.target.startswith("trt-") and r.int8_for != "tensorrt":
+            raise UserError(f"--for {r.int8_for} makes uint8 activations, which TensorRT does not take; "
+                            "trt-int8 needs --for tensorrt (its default)")
+    elif r.int8_for is not None:
+        raise UserError(f"--for applies to INT8 targets only, not {r.target}")
     if r.target.endswith("int8") and r.calib is None and not r.legacy_calibrator:
         raise UserError(f"{r.target} needs a calibration set: --calib SET (build one with 'edgefer calibration build')")
     if r.max_drop is not None and r.eval_data is None:
@@ -223,23 +233,44 @@ def quantise(ctx: Context, keep_float: list[str]) -> None:
         model = version_converter.convert_version(model, 13)
         ctx.record("upgrade_opset", source=opset, to=13)
     onnx.save(model, str(src))  # the checked model, not the user's path again
+    from .schemes import scheme
+
+    sch = scheme(r.int8_for or "cpu")
+    if sch.float_heads and ctx.kind == "classifier":
+        from .quantize import head_nodes
+
+        keep_float = list(dict.fromkeys([*keep_float, *head_nodes(model, "logits"), *head_nodes(model, "intensity")]))
     t0 = time.monotonic()
-    done = quantize_int8(src, ctx.onnx_tmp, reader, method=r.method, keep_float=keep_float)
+    method = r.method or (sch.detector_method if ctx.kind == "detector" else sch.method)
+    done = quantize_int8(src, ctx.onnx_tmp, reader, scheme=sch.name, method=method, keep_float=keep_float)
     ctx.details["conversion"] = done
+    ctx.details["int8"] = sch.describe(done["calibration_method"])
     ctx.record("quantise", seconds=round(time.monotonic() - t0, 2), **done)
 
 
 def check_qdq_step(ctx: Context) -> None:
-    """Refuse a Q/DQ graph TensorRT would reject (run after every INT8 quantisation)."""
+    """Check the quantised graph keeps its scheme's promise (run after every INT8 quantisation):
+    ``tensorrt``: what TensorRT's explicit quantisation accepts; ``cpu``: every int8 weight within
+    the range that no CPU kernel can saturate."""
     import onnx
 
     from .qdq_check import check_qdq
+    from .schemes import scheme, weight_range_problems
 
-    rep = check_qdq(onnx.load(str(ctx.onnx_tmp)))
-    ctx.record("check_qdq", ok=rep.ok, summary=rep.summary())
-    if not rep.ok:
-        raise UserError(f"quantised model fails the TensorRT Q/DQ check: {rep.summary()}")
-    ctx.details["qdq_check"] = rep.summary()
+    model = onnx.load(str(ctx.onnx_tmp))
+    sch = scheme(ctx.req.int8_for or "cpu")
+    if sch.name == "tensorrt":
+        rep = check_qdq(model)
+        ctx.record("check_qdq", ok=rep.ok, summary=rep.summary())
+        if not rep.ok:
+            raise UserError(f"quantised model fails the TensorRT Q/DQ check: {rep.summary()}")
+        ctx.details["qdq_check"] = rep.summary()
+        return
+    problems = weight_range_problems(model, sch.weight_max)
+    ctx.record("check_weight_range", ok=not problems, weight_max=sch.weight_max)
+    if problems:  # a bug in the quantiser or its options, not a user error
+        raise RuntimeError(f"cpu scheme promises |q| <= {sch.weight_max}: {'; '.join(problems[:3])}")
+    ctx.details["qdq_check"] = f"every int8 weight within |q| <= {sch.weight_max} (exact on every CPU kernel)"
 
 
 def fp16(ctx: Context, keep_float: list[str]) -> None:
@@ -374,7 +405,10 @@ def convert(req: Request) -> dict[str, Any]:
         final_tmp = ctx.onnx_tmp
         if req.eval_data is not None:
             measure_drift(ctx, ctx.onnx_tmp)
-            if req.keep_float == "auto" and ctx.kind == "classifier" and needs_float_head(ctx.drift):
+            heads_float = ONNX_PRECISION[req.target] == "int8" and ctx.details.get("int8", {}).get("float_heads")
+            if req.keep_float == "auto" and ctx.kind == "classifier" and heads_float:
+                ctx.record("keep_float_auto", reason="the INT8 scheme keeps both heads in float already")
+            elif req.keep_float == "auto" and ctx.kind == "classifier" and needs_float_head(ctx.drift):
                 from .quantize import head_nodes
 
                 keep = head_nodes(ctx.model, "intensity")
@@ -408,6 +442,7 @@ def convert(req: Request) -> dict[str, Any]:
         for p in ctx.temps:
             p.unlink(missing_ok=True)
     summary = {"out": str(target), "target": req.target, "kind": ctx.kind, "passed": passed,
+               "int8": ctx.details.get("int8"),
                "seconds": round(time.monotonic() - t0, 1), "steps": ctx.steps, "drift": ctx.drift}
     if not passed:
         raise DriftFailed(f"drift over threshold ({'; '.join(reasons)}); artifact kept aside as {target}", summary)
@@ -446,6 +481,10 @@ def ensure_engine(onnx_path: Path, model_dir: Path, precision: str | None = None
     if precision not in ("fp16", "int8"):
         raise ConfigError(f"{onnx_path}: convert it first (edgefer convert --to onnx-fp16 / onnx-int8); "
                           f"engines are built from FP16 or Q/DQ INT8 ONNX (found precision {precision!r})")
+    conversion = info.extra.get("conversion", {}) if info is not None else json.loads(props.get("edgefer.conversion", "{}"))
+    if precision == "int8" and (conversion.get("int8") or {}).get("name", "tensorrt") != "tensorrt":
+        raise ConfigError(f"{onnx_path}: an INT8 model for CPUs (uint8 activations), which TensorRT does not take; "
+                          "convert it with --for tensorrt")
     version, cc = runtime_identity()
     key = EngineKey(sha256_file(onnx_path), version, cc, precision)
     engine = cache_path(model_dir, onnx_path.name, key)

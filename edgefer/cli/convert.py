@@ -20,8 +20,12 @@ TARGETS = ("onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
 @click.option("--split", default="PublicTest", show_default=True, help="npz/CSV rows used by --eval.")
 @click.option("--max-drop", type=float, help="Fail (exit 3, artifact kept as *.FAILED.*) when accuracy drops more "
               "than this many points (detector: images with a face found).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
-              help="INT8 calibration method.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
+              help="INT8 calibration method (default: the scheme's, percentile).")
+@click.option("--for", "int8_for", type=click.Choice(["cpu", "tensorrt"]), default=None,
+              help="INT8 scheme. cpu (default of onnx-int8): exact on every CPU (x86 with or without VNNI, Arm), "
+              "not for TensorRT. tensorrt (default and only choice of trt-int8): symmetric Q/DQ for TensorRT; on "
+              "ONNX Runtime it is exact only on x86 with VNNI and on Arm.")
 @click.option("--keep-float", default="", help="Comma-separated node names kept in float, or 'auto' "
               "(keep the intensity head in float when drift passes the thresholds; needs --eval).")
 @click.option("--detector", "kind", flag_value="detector", help="Treat the model as the YuNet detector (default: auto).")
@@ -36,7 +40,7 @@ TARGETS = ("onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
 @click.option("--legacy-calibrator", is_flag=True, help="LEGACY FALLBACK for TensorRT < 10.1: implicit INT8 calibration.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
 def convert(model: Path | None, target: str, calib: Path | None, eval_data: Path | None, split: str,
-            max_drop: float | None, method: str, keep_float: str, kind: str | None, face_detector: Path | None, out: Path, force: bool,
+            max_drop: float | None, method: str | None, int8_for: str | None, keep_float: str, kind: str | None, face_detector: Path | None, out: Path, force: bool,
             threads: int, workspace_mb: int, timing_cache: Path | None, trt_fp16_flag: bool,
             legacy_calibrator: bool, as_json: bool) -> None:
     """Convert the FP32 model for a device: FP16 or INT8 (explicit Q/DQ) ONNX, or a TensorRT engine
@@ -55,7 +59,7 @@ def convert(model: Path | None, target: str, calib: Path | None, eval_data: Path
 
     keep: list[str] | str = "auto" if keep_float == "auto" else [n for n in keep_float.split(",") if n]
     req = Request(model=model or default_model_path(), target=target, out=out, calib=calib, eval_data=eval_data,
-                  split=split or None, max_drop=max_drop, method=method, keep_float=keep, force=force,
+                  split=split or None, max_drop=max_drop, method=method, int8_for=int8_for, keep_float=keep, force=force,
                   kind=kind or "auto", threads=threads, workspace_mb=workspace_mb, timing_cache=timing_cache,
                   trt_fp16_flag=trt_fp16_flag, legacy_calibrator=legacy_calibrator,
                   face_detector=face_detector)
@@ -63,7 +67,12 @@ def convert(model: Path | None, target: str, calib: Path | None, eval_data: Path
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
-    click.echo(f"wrote {summary['out']} ({summary['target']}, {summary['kind']}) in {summary['seconds']} s")
+    int8 = summary.get("int8")
+    scheme = f", INT8 for {int8['name']}: exact on {', '.join(int8['exact_on'])}" if int8 else ""
+    click.echo(f"wrote {summary['out']} ({summary['target']}, {summary['kind']}{scheme}) in {summary['seconds']} s")
+    if int8 and int8["inexact_on"]:
+        click.echo(f"note: on ONNX Runtime this artifact is not exact on {', '.join(int8['inexact_on'])} "
+                   "(16-bit sums saturate); for those CPUs convert with --for cpu")
     d = summary["drift"]
     if d and d["kind"] == "classifier":
         line = (f"drift on {d['n']} faces: accuracy {100 * d['accuracy_reference']:.2f}% -> "

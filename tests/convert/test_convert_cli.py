@@ -9,18 +9,21 @@ import numpy as np
 import onnx
 
 from edgefer.convert.qdq_check import check_qdq
+from edgefer.convert.schemes import weight_range_problems
 from edgefer.edge.classifier import default_model_path
 from edgefer.modelinfo import read_onnx_info
 
 
 def test_int8_meets_acceptance_and_keeps_the_contract(int8_run) -> None:
+    """Issue 21's figures for the default (cpu scheme) artifact, on whatever CPU this is: its
+    kernels are exact on x86 with and without VNNI and on Arm, so the figures hold on each."""
     out, r = int8_run
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     d = summary["drift"]
     assert d["n"] == 3579  # PublicTest rows
-    assert d["accuracy_drop_points"] <= 0.5
-    assert d["top1_agreement"] >= 0.97
+    assert d["accuracy_drop_points"] <= 0.3
+    assert d["top1_agreement"] >= 0.975
     assert d["intensity_rmse_increase"] <= 0.005
     assert summary["seconds"] < 120
     info = read_onnx_info(out)
@@ -28,12 +31,45 @@ def test_int8_meets_acceptance_and_keeps_the_contract(int8_run) -> None:
     assert info.precision == "int8" and info.input == ref.input and info.template == ref.template
     conv = info.extra["conversion"]
     assert conv["calibration"]["n"] == 700 and conv["conversion"]["format"] == "QDQ"
-    assert "check_qdq" in conv["steps"]
-    assert check_qdq(onnx.load(str(out))).ok
+    assert conv["int8"]["name"] == "cpu" and conv["int8"]["weight_max"] == 64
+    assert set(conv["int8"]["exact_on"]) == {"x86-avx2", "x86-vnni", "arm64", "arm64-dotprod"}
+    assert "check_weight_range" in conv["steps"]
+    assert not weight_range_problems(onnx.load(str(out)), 64)
+    assert not check_qdq(onnx.load(str(out))).ok  # uint8 activations: not for TensorRT, and it says so
     for suffix in (".drift.json", ".drift.md", ".drift.png"):
         assert Path(str(out) + suffix).stat().st_size > 0
     assert "top-1 agreement" in Path(str(out) + ".drift.md").read_text()
     assert not list(out.parent.glob(".*tmp*"))
+
+
+def test_trt_scheme_is_symmetric_and_exact_only_where_the_probe_says(calib_set: Path, small_eval: Path,
+                                                                          tmp_path: Path, edgefer_cli) -> None:
+    """`--for tensorrt`: the Q/DQ TensorRT compiles. On ONNX Runtime it is right where full-range
+    int8 is exact (x86 VNNI, Arm) and visibly wrong where 16-bit sums saturate (x86 AVX2): the
+    probe's verdict on this CPU predicts which, so this test holds on both kinds."""
+    from edgefer.convert.probe import exactness
+
+    out = tmp_path / "m.trt.onnx"
+    r = edgefer_cli("convert", "--to", "onnx-int8", "--for", "tensorrt", "--calib", calib_set, "--eval", small_eval,
+                    "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    model = onnx.load(str(out))
+    assert check_qdq(model).ok, check_qdq(model).summary()
+    assert summary["int8"]["name"] == "tensorrt" and summary["int8"]["inexact_on"] == ["x86-avx2"]
+    agreement = summary["drift"]["top1_agreement"]
+    if exactness().full_range:
+        assert agreement >= 0.95
+    else:
+        assert agreement < 0.9  # saturation, measured 77% on PublicTest
+
+
+def test_int8_target_choices_are_checked(calib_set: Path, tmp_path: Path, edgefer_cli) -> None:
+    r = edgefer_cli("convert", "--to", "onnx-fp16", "--for", "cpu", "--out", tmp_path / "a.onnx")
+    assert one_line_error(r) and "INT8 targets only" in r.stderr
+    r = edgefer_cli("convert", "--to", "trt-int8", "--for", "cpu", "--calib", calib_set, "--out", tmp_path / "a.engine")
+    assert one_line_error(r) and "--for tensorrt" in r.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_fp16_within_a_tenth_of_a_point(fer_npz: Path, conv_dir: Path, edgefer_cli) -> None:

@@ -16,7 +16,7 @@ from edgefer.convert.quantize import quantize_int8
 
 @pytest.fixture(scope="module")
 def tiny_qdq(tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
-    """Conv -> Relu -> Flatten -> Gemm, quantised by our own INT8 step."""
+    """Conv -> Relu -> Flatten -> Gemm, quantised by our own INT8 step for TensorRT."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
@@ -31,7 +31,8 @@ def tiny_qdq(tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
     tmp = tmp_path_factory.mktemp("qdq")
     src, dst = tmp / "tiny.onnx", tmp / "tiny.int8.onnx"
     onnx.save(model, str(src))
-    quantize_int8(src, dst, ArrayDataReader("x", rng.standard_normal((32, 1, 8, 8)).astype(np.float32)))
+    quantize_int8(src, dst, ArrayDataReader("x", rng.standard_normal((32, 1, 8, 8)).astype(np.float32)),
+                  scheme="tensorrt")
     return onnx.load(str(dst))
 
 
@@ -130,6 +131,27 @@ def test_every_calibration_method_gives_a_valid_qdq_graph(method: str, tmp_path:
     rng = np.random.default_rng(0)
     out = tmp_path / f"m.{method}.onnx"
     done = quantize_int8(default_model_path(), out,
-                         ArrayDataReader("input", rng.standard_normal((70, 1, 48, 48)).astype(np.float32)), method=method)
+                         ArrayDataReader("input", rng.standard_normal((70, 1, 48, 48)).astype(np.float32)), method=method,
+                         scheme="tensorrt")
     assert done["calibration_method"] == method
     assert check_qdq(onnx.load(str(out))).ok
+
+
+@pytest.mark.parametrize("scheme", ["cpu", "tensorrt"], ids=["cpu_scheme", "trt_scheme"])
+def test_schemes_keep_their_weight_range(scheme: str, tmp_path: Path) -> None:
+    """cpu: every int8 weight within [-64, 64] (exact on every CPU kernel) and uint8 activations;
+    tensorrt: the full int8 range, int8 activations, zero points 0."""
+    from edgefer.convert.schemes import SCHEMES, weight_range_problems
+    from edgefer.edge.classifier import default_model_path
+
+    rng = np.random.default_rng(1)
+    out = tmp_path / f"m.{scheme}.onnx"
+    quantize_int8(default_model_path(), out, ArrayDataReader("input", rng.standard_normal((64, 1, 48, 48)).astype(np.float32)),
+                  scheme=scheme)
+    model = onnx.load(str(out))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) == 4]
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) == SCHEMES[scheme].weight_max
+    assert not weight_range_problems(model, SCHEMES[scheme].weight_max)
+    assert weight_range_problems(model, SCHEMES[scheme].weight_max - 1)  # the check can fail
+    q_types = {t.data_type for t in model.graph.initializer if t.name.endswith("zero_point") and not t.dims}
+    assert q_types == ({TensorProto.UINT8} if scheme == "cpu" else {TensorProto.INT8})
