@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from edgefer.types import Face, FaceResult, Frame, FrameResult
 from .align import Aligner
 from .classifier import Classifier
 from .detector import Detector, YunetDetector
+from .shadow import ShadowCheck, ShadowCheckFailed
 
 
 def _ms(t0: float, t1: float) -> float:
@@ -37,6 +39,27 @@ class Pipeline:
         self.max_faces = max_faces
         self.non_finite = 0  # faces dropped because the classifier returned NaN/inf
         self.frames = 0
+        self.shadow: ShadowCheck | None = None  # compares a converted classifier with its FP32 base
+        self.choice: dict | None = None  # which classifier runs and why (`precision.Choice.to_dict`)
+        self._fell_back = False
+
+    def attach_shadow(self, shadow: ShadowCheck | None) -> None:
+        """Check the classifier against its FP32 base on the first faces (see `shadow.py`)."""
+        self.shadow = shadow
+        self._follow_shadow()
+
+    def _follow_shadow(self) -> None:
+        """After a failed shadow check: run the FP32 reference instead, or refuse (exit 78)."""
+        s = self.shadow
+        if s is None or not s.failed or self._fell_back:
+            return
+        if s.config.on_failure == "refuse" or s.reference is None:
+            raise ShadowCheckFailed(f"shadow check failed: {s.reason}")
+        old, self.classifier = self.classifier, s.reference
+        self._fell_back = True
+        old.close()
+        if self.choice is not None:
+            self.choice = {**self.choice, "model": "embedded FP32 (shadow-check fallback)", "precision": "fp32"}
 
     @classmethod
     def open(cls, model: str | Path | None = None, detector: str | Path | None = None, threads: int = 0,
@@ -55,7 +78,10 @@ class Pipeline:
         t1 = time.perf_counter()
         results: list[FaceResult] = []
         if len(crops):
+            self._follow_shadow()
             probs, intensity, finite = self.classifier.classify(crops)
+            if self.shadow is not None and not self._fell_back:
+                self.shadow.submit(crops, probs, intensity)
             self.non_finite += int((~finite).sum())
             for j, i in enumerate(kept):
                 if finite[j]:
@@ -86,6 +112,10 @@ class Pipeline:
     def close(self) -> None:
         self.detector.close()
         self.classifier.close()
+        if self.shadow is not None:
+            self.shadow.close()
+            if not self._fell_back and self.shadow.reference is not None:
+                self.shadow.reference.close()
 
 
 def build_pipeline(model: str | Path | None = None, detector: str | Path | None = None, threads: int = 0,
@@ -105,3 +135,28 @@ def build_pipeline(model: str | Path | None = None, detector: str | Path | None 
         det.close()
         raise
     return Pipeline(det, clf, aligner, max_faces=max_faces)
+
+
+def open_pipeline(model: str | Path | None = None, precision: str | None = None, shadow: Any = None,
+                  threads: int = 0, facts: dict | None = None, **options: Any) -> Pipeline:
+    """`build_pipeline` with the classifier chosen for this machine (`precision.choose`: a
+    configured model as given, else the embedded FP32 model or, with precision auto/int8, INT8)
+    and the shadow check of a converted model against its FP32 base (`shadow`: a ShadowConfig,
+    None for none). The choice and its reason are in `pipeline.choice`."""
+    from .precision import choose
+    from .shadow import shadow_for
+
+    choice = choose(Path(model) if model else None, precision, facts)
+    clf = Classifier.open(choice.path, threads=threads)
+    try:
+        pipe = build_pipeline(classifier=clf, threads=threads, **options)
+    except BaseException:
+        clf.close()
+        raise
+    pipe.choice = choice.to_dict()
+    try:
+        pipe.attach_shadow(shadow_for(clf, shadow, choice.problem))
+    except BaseException:
+        pipe.close()
+        raise
+    return pipe

@@ -100,6 +100,11 @@ class Runner:
         }
         if self.capture.last_error:
             snap["source_error"] = self.capture.last_error
+        if getattr(self.pipeline, "choice", None):
+            snap["classifier"] = self.pipeline.choice
+        shadow = getattr(self.pipeline, "shadow", None)
+        if shadow is not None:
+            snap["shadow"] = shadow.result()
         for sink in self.sinks:
             stats = getattr(sink, "stats", None)
             if not callable(stats):
@@ -248,7 +253,7 @@ def open_capture(config: Any) -> Capture:
 def build_runner(config: Any) -> Runner:
     """Everything `[source]` ... `[service]` describe, opened and wired; the capture is started.
     Raises `UserError`/`ConfigError` (nothing left open) when a model, file or sink is unusable."""
-    from .pipeline import build_pipeline
+    from .pipeline import open_pipeline
     from .sinks.jsonl import JsonlSink
     from .sources import parse_uri
     from .sources.camera import default_camera_uri
@@ -256,11 +261,14 @@ def build_runner(config: Any) -> Runner:
     parse_uri(config.source.uri or default_camera_uri())  # a missing file or bad scheme: say so before loading models
     opened: list[Any] = []
     try:
-        pipeline = build_pipeline(model=config.classifier.model, detector=config.detector.model,
-                                  threads=config.classifier.threads, max_faces=config.pipeline.max_faces,
-                                  input_width=config.detector.input_width,
-                                  score_threshold=config.detector.score_threshold, min_face=config.detector.min_face)
+        pipeline = open_pipeline(model=config.classifier.model, precision=config.classifier.precision,
+                                 shadow=config.shadow, detector=config.detector.model,
+                                 threads=config.classifier.threads, max_faces=config.pipeline.max_faces,
+                                 input_width=config.detector.input_width,
+                                 score_threshold=config.detector.score_threshold, min_face=config.detector.min_face)
         opened.append(pipeline)
+        c = pipeline.choice
+        log.info("classifier: %s, %s (%s)", c["model"], c["precision"], c["reason"])
         capture = open_capture(config)
         tracker = Tracker(config.tracker)
         sinks: list[Any] = []

@@ -81,6 +81,12 @@ def status_line(snapshot: dict[str, Any]) -> str:
            f"{snapshot.get('frames_dropped_total', 0)} dropped, {snapshot.get('source_reconnects', 0)} reconnects"
     if snapshot.get("source_error"):
         text += f" (source: {snapshot['source_error']})"
+    shadow = snapshot.get("shadow") or {}
+    if shadow.get("state") == "failed":
+        text += f"; shadow check FAILED, {shadow.get('action', '')}: {shadow.get('reason', '')}"
+    elif shadow.get("state") in ("checking", "unavailable"):
+        text += f"; shadow check {shadow['state']}" + (f" ({shadow['faces']}/{shadow['faces_needed']} faces)"
+                                                       if shadow.get("faces") else "")
     return text
 
 
@@ -132,6 +138,9 @@ class Service:
         def target(stop: threading.Event = self._run_stop) -> None:
             try:
                 runner.run(stop)
+            except UserError as exc:  # e.g. a refused shadow check: one line, its exit status (78: no restart)
+                log.error("%s", exc)
+                self._crash = exc
             except BaseException as exc:  # a bug: keep its traceback, exit non-zero (systemd restarts)
                 log.exception("the run loop failed")
                 self._crash = exc
@@ -185,7 +194,7 @@ class Service:
                     break
                 if self._thread is not None and not self._thread.is_alive():
                     if self._crash is not None:
-                        code = 1
+                        code = getattr(self._crash, "exit_code", 1)
                     break
                 if self._reload.is_set():
                     self._reload.clear()

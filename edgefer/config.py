@@ -18,7 +18,7 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -67,6 +67,9 @@ class ClassifierConfig(_Section):
     model: Path | None = Field(None, description="Classifier model (ONNX, or a TensorRT engine with its sidecar). "
                                "Unset: the embedded default model. Relative paths are relative to this file.")
     threads: int = Field(0, ge=0, le=64, description="Inference threads per model (0: the runtime's default).")
+    precision: Literal["auto", "fp32", "int8"] = Field("auto", description="With no model set: auto runs the embedded "
+                                                       "INT8 model where this CPU computes it exactly and faster "
+                                                       "(measured at start), else FP32; fp32 or int8 force one.")
 
 
 class PipelineConfig(_Section):
@@ -101,6 +104,7 @@ class ServiceConfig(_Section):
 
 
 # Plug-in sections: each plug-in module holds its own config type (see STYLE.md).
+from edgefer.edge.shadow import ShadowConfig  # noqa: E402
 from edgefer.edge.sinks.metrics import MetricsConfig  # noqa: E402
 from edgefer.edge.sinks.mqtt import MqttConfig  # noqa: E402
 from edgefer.edge.sinks.web import WebConfig  # noqa: E402
@@ -113,6 +117,7 @@ class Config(_Section):
     source: SourceConfig = Field(default_factory=SourceConfig, description="Where frames come from.")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="The face detector.")
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig, description="The emotion model.")
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig, description="The check of a converted model against FP32.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Per-frame work limits.")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Face tracking and smoothing.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT results, events and status.")
@@ -211,6 +216,8 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     for section in (config.detector, config.classifier):
         if section.model is not None and not section.model.is_absolute():
             section.model = (base / section.model.expanduser()).resolve()
+    if config.shadow.reference is not None and not config.shadow.reference.is_absolute():
+        config.shadow.reference = (base / config.shadow.reference.expanduser()).resolve()
     return config
 
 

@@ -7,7 +7,6 @@ Every check is a small function returning a `Check`; none of them raises, and op
 from __future__ import annotations
 
 import glob
-import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,34 +31,30 @@ def check_onnxruntime() -> Check:
     return Check("onnxruntime", True, f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}", required=True)
 
 
-def cpu_int8_support(flags: str, machine: str) -> str:
-    """Whether INT8 pays off on this CPU (pure: from /proc/cpuinfo flags / Features and the arch)."""
-    words = set(flags.split())
-    if machine in ("x86_64", "AMD64"):
-        if words & {"avx512_vnni", "avx512vnni", "avx_vnni"}:
-            return "yes (x86 VNNI)"
-        return "no VNNI: INT8 may be no faster than FP32"
-    if machine in ("aarch64", "arm64"):
-        if "asimddp" in words:
-            return "yes (Arm dot product)"
-        return "no dot-product instructions (e.g. Raspberry Pi 4): INT8 no faster than FP32"
-    return "unknown"
+def int8_verdict(facts: dict[str, Any], choice: str) -> tuple[bool, str, str]:
+    """(ok, value, hint) of the INT8 check from `edge.precision.measure()`'s facts (pure)."""
+    kind = facts["cpu_kind"]
+    if not facts["cpu_scheme"]:
+        return False, f"{kind}: ONNX Runtime computes even the cpu INT8 scheme wrongly here (probe error " \
+                      f"{facts['cpu_scheme_error']:.2f}); runs FP32", "report this CPU and ONNX Runtime version as a bug"
+    full = "exact" if facts["full_range"] else f"NOT exact (16-bit sums saturate, probe error {facts['full_range_error']:.2f})"
+    value = (f"{kind}: full-range INT8 (tensorrt scheme) {full}; cpu-scheme INT8 exact; INT8 {facts['ratio']:.2f}x "
+             f"FP32 here ({facts['fp32_ms']:.2f} -> {facts['int8_ms']:.2f} ms/face, measured); runs: {choice}")
+    hint = "" if facts["full_range"] else "use INT8 models converted with --for cpu (the default of onnx-int8) here"
+    return facts["ratio"] >= 1.0, value, hint
 
 
 def check_cpu() -> Check:
-    flags = ""
+    """Measured, not guessed from flags: `edgefer.convert.probe` on this CPU (well under a second)."""
+    from edgefer.edge.precision import choose, measure
+
     try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith(("flags", "features")):
-                    flags = line.split(":", 1)[1]
-                    break
-    except OSError:
-        pass
-    machine = platform.machine()
-    verdict = cpu_int8_support(flags, machine)
-    return Check("cpu int8", verdict.startswith("yes"), f"{machine}: {verdict}",
-                 "" if verdict.startswith("yes") else "prefer the FP32 ONNX on this CPU")
+        facts = measure()
+        choice = choose(None, "auto", facts)
+    except Exception as exc:  # a broken runtime is reported, never raised
+        return Check("cpu int8", False, f"probe failed ({exc})", "check the ONNX Runtime install")
+    ok, value, hint = int8_verdict(facts, f"the embedded {choice.precision.upper()} model (precision auto)")
+    return Check("cpu int8", ok, value, hint)
 
 
 def check_tensorrt() -> Check:

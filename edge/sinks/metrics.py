@@ -137,6 +137,17 @@ class _StatusCollector:
                 if _count(n) is not None:
                     c.add_metric([self.sinks(sink)], _count(n))
             yield c
+        shadow = s.get("shadow")
+        if isinstance(shadow, Mapping) and isinstance(shadow.get("state"), str):
+            g = GaugeMetricFamily("edgefer_shadow_check", "Shadow check of the converted model against its FP32 base "
+                                  "(1 for the current state: checking, passed, failed, unavailable).", labels=["state"])
+            g.add_metric([self.states(shadow["state"])], 1.0)
+            yield g
+            for key, doc in (("agreement", "Top-1 agreement with the FP32 model over the faces compared."),
+                             ("mean_prob_diff", "Mean probability difference (total variation) from the FP32 model."),
+                             ("faces", "Faces compared with the FP32 model.")):
+                if _count(shadow.get(key)) is not None:
+                    yield GaugeMetricFamily(f"edgefer_shadow_{key}", doc, value=_count(shadow[key]))
         if isinstance(s.get("mqtt_connected"), bool):
             yield GaugeMetricFamily(
                 "edgefer_mqtt_connected", "1 while connected to the MQTT broker.", value=float(s["mqtt_connected"])

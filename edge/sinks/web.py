@@ -116,6 +116,7 @@ class WebSink(NullSink):
     name = "web"
 
     def __init__(self, config: WebConfig | None = None) -> None:
+        self._health: dict[str, Any] = {}  # the model and its shadow check, from `status`
         self.config = config or WebConfig()
         self._cond = threading.Condition()
         self._latest: _Published | None = None
@@ -169,6 +170,10 @@ class WebSink(NullSink):
             self._seq += 1
             self._latest = _Published(result, self._seq, self._fps)
             self._cond.notify_all()
+
+    def status(self, status: dict[str, Any]) -> None:
+        """Keeps what `/healthz` reports besides frames: the model running and its shadow check."""
+        self._health = {k: status[k] for k in ("classifier", "shadow") if k in status}
 
     def _count(self, name: str, delta: int) -> None:
         with self._counts_lock:
@@ -260,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/healthz":
             pub = sink.latest()
             age = None if pub is None else round(time.monotonic() - pub.result.frame.monotonic, 3)
-            self._json({"status": "ok", "frames": sink._seq, "last_frame_age_s": age})
+            self._json({"status": "ok", "frames": sink._seq, "last_frame_age_s": age, **sink._health})
             return
         if not check_basic_auth(self.headers.get("Authorization"), sink._credentials):
             log.info("web: rejected request without valid credentials from %s", self.client_address[0])

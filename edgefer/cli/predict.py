@@ -80,15 +80,16 @@ def predict(paths: tuple[Path, ...], as_json: bool, annotate: Path | None, model
       edgefer predict ../shared/data/photos/happy --json
       edgefer predict group.png --annotate out/ --detector face_detection_yunet_2026may.onnx
     """
-    from edgefer.edge.pipeline import build_pipeline
+    from edgefer.edge.pipeline import open_pipeline
+    from edgefer.edge.shadow import ShadowConfig
     from edgefer.edge.sources.files import ImageFolderSource
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UserError(f"no such file or directory: {', '.join(missing)}")
     sources = [ImageFolderSource(p, recursive=True, warn=False) for p in paths]  # refuses empty folders up front
-    pipeline = build_pipeline(model=model, detector=detector, threads=threads, max_faces=max_faces,
-                              input_width=input_width)
+    pipeline = open_pipeline(model=model, shadow=ShadowConfig(), detector=detector, threads=threads,
+                             max_faces=max_faces, input_width=input_width)
     failed = 0
     try:
         for src in sources:
@@ -107,6 +108,14 @@ def predict(paths: tuple[Path, ...], as_json: bool, annotate: Path | None, model
             for bad in src.unreadable:
                 click.echo(f"edgefer: error: {bad}: not a readable image", err=True)
             failed += len(src.unreadable)
+        shadow = pipeline.shadow
+        if shadow is not None:
+            shadow.finish()
+            if shadow.state != "passed":
+                r = shadow.result()
+                click.echo(f"edgefer: error: shadow check {r['state']} ({r.get('faces', 0)} faces compared with the "
+                           "FP32 model)" + (f": {r['reason']}" if r.get("reason") else ""), err=True)
+                failed += shadow.failed
     finally:
         pipeline.close()
     if failed:

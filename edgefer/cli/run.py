@@ -17,8 +17,9 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
         raise UserError("give either --source or --camera, not both")
     over: dict = {
         "source": {"uri": source, "loop": loop},
-        "classifier": {"model": str(model) if model else None, "threads": threads},
-        "detector": {"model": str(detector) if detector else None},
+        # paths on the command line are relative to the working directory, not to the config file
+        "classifier": {"model": str(model.absolute()) if model else None, "threads": threads},
+        "detector": {"model": str(detector.absolute()) if detector else None},
         "pipeline": {"max_faces": max_faces},
         "jsonl": {"path": jsonl},
         "display": {"enabled": True if display else None},

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 
-from edgefer.doctor import cpu_int8_support, run_checks
+from edgefer.convert.schemes import cpu_kind
+from edgefer.doctor import int8_verdict, run_checks
 
 
-def test_cpu_int8_support() -> None:
-    assert cpu_int8_support("fpu sse avx512f avx512_vnni", "x86_64").startswith("yes")
-    assert cpu_int8_support("fpu sse avx2", "x86_64").startswith("no")
-    assert cpu_int8_support("fp asimd evtstrm crc32 asimddp", "aarch64").startswith("yes")  # Pi 5 (Cortex-A76)
-    assert "Raspberry Pi 4" in cpu_int8_support("fp asimd evtstrm crc32 cpuid", "aarch64")  # Cortex-A72
+def test_cpu_kind() -> None:
+    assert cpu_kind("fpu sse avx512f avx512_vnni", "x86_64") == "x86-vnni"
+    assert cpu_kind("fpu sse avx2 avx_vnni", "x86_64") == "x86-vnni"  # Alder Lake and later
+    assert cpu_kind("fpu sse avx2", "x86_64") == "x86-avx2"  # Zen 3, Haswell..Skylake
+    assert cpu_kind("fp asimd evtstrm crc32 asimddp", "aarch64") == "arm64-dotprod"  # Pi 5 (Cortex-A76)
+    assert cpu_kind("fp asimd evtstrm crc32 cpuid", "aarch64") == "arm64"  # Pi 4 (Cortex-A72)
+
+
+def test_int8_verdict_says_what_was_measured() -> None:
+    facts = {"cpu_kind": "x86-avx2", "full_range": False, "cpu_scheme": True, "full_range_error": 0.99,
+             "cpu_scheme_error": 0.0, "fp32_ms": 1.6, "int8_ms": 1.0, "ratio": 1.6}
+    ok, value, hint = int8_verdict(facts, "int8")
+    assert ok and "NOT exact" in value and "1.60x" in value and "--for cpu" in hint
+    ok, value, hint = int8_verdict({**facts, "full_range": True, "cpu_kind": "x86-vnni"}, "int8")
+    assert ok and "full-range INT8 (tensorrt scheme) exact" in value and not hint
+    ok, value, _ = int8_verdict({**facts, "cpu_scheme": False}, "fp32")
+    assert not ok and "wrongly" in value
 
 
 def test_every_missing_piece_has_a_hint() -> None:
