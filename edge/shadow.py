@@ -259,3 +259,30 @@ def shadow_for(classifier: Any, config: ShadowConfig | None, problem: str | None
     if problem:
         return ShadowCheck.failed_now(reference, problem, config)
     return ShadowCheck(reference, config, reason=reason)
+
+
+def check_faces(classifier: Any, crops: np.ndarray, config: ShadowConfig | None = None) -> dict[str, Any] | None:
+    """The shadow check, synchronously, on the first `config.faces` of `crops` (`edgefer eval`):
+    None for an FP32 model; else the figures, `state` passed/failed/unavailable and its reason."""
+    from .classifier import Classifier
+
+    config = config or ShadowConfig()
+    if classifier.info.precision == "fp32" or not config.enabled:
+        return None
+    path, reason = reference_model(classifier.info, config.reference)
+    if path is None:
+        return {"state": "unavailable", "reason": reason}
+    crops = np.asarray(crops)[: config.faces]
+    reference = Classifier.open(path, threads=1)
+    try:
+        ref_p, ref_i, ref_f = reference.classify(crops)
+    finally:
+        reference.close()
+    p, i, f = classifier.classify(crops)
+    keep = ref_f & f
+    figures = compare(ref_p[keep], ref_i[keep], p[keep], i[keep])
+    if figures["faces"] < MIN_FACES:
+        return {"state": "unavailable", "reason": f"only {figures['faces']} faces", **figures}
+    ok, summary = judge(figures, config)
+    return {"state": "passed" if ok else "failed", "faces_needed": config.faces, **figures,
+            **({} if ok else {"reason": f"disagrees with its FP32 model on {summary}"})}

@@ -57,6 +57,14 @@ def eval_cmd(data: Path, model: Path | None, split: str | None, as_json: bool, p
     if len(faces) == 0 and not faces.no_face:
         raise UserError(f"{data}: no labelled faces to evaluate")
     metrics = evaluate(classifier, faces)
+    from edgefer.edge.shadow import check_faces
+
+    shadow = check_faces(classifier, faces.pixels)
+    if shadow is not None:
+        metrics["shadow"] = shadow
+        if shadow["state"] != "passed":
+            click.echo(f"edgefer: warning: shadow check {shadow['state']} against the FP32 model: "
+                       f"{shadow.get('reason', '')}", err=True)
     metrics["model"] = str(model or "embedded default")
     metrics["model_version"] = classifier.info.version
     metrics["precision"] = classifier.info.precision

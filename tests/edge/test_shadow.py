@@ -184,3 +184,23 @@ def test_embedded_int8_is_the_twin_of_the_embedded_model() -> None:
     conv = info.extra["conversion"]
     assert conv["source_sha256"] == sha256_file(default_model_path())
     assert conv["int8"]["name"] == "cpu" and info.precision == "int8"
+
+
+def test_eval_and_predict_report_a_failed_shadow_check(broken: Path, fer_npz: Path, faces_folder: Path,
+                                                       yunet_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edgefer", *map(str, args)], capture_output=True, text=True,
+                              timeout=300)
+
+    r = cli("eval", fer_npz, "--split", "PublicTest", "--model", broken, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["shadow"]["state"] == "failed"
+    assert "warning: shadow check failed" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("eval", fer_npz, "--split", "PublicTest", "--model", embedded_int8_path(), "--json")
+    assert json.loads(r.stdout)["shadow"]["state"] == "passed" and not r.stderr.strip()
+    r = cli("predict", faces_folder, "--model", broken, "--detector", yunet_path)
+    assert r.returncode == 1 and "error: shadow check failed" in r.stderr
+    assert len(r.stdout.strip().splitlines()) == 48  # every photo's result is still printed
