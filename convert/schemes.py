@@ -101,17 +101,39 @@ def weight_range_problems(model: Any, weight_max: int) -> list[str]:
 
 
 def cpu_kind(flags: str | None = None, machine: str | None = None) -> str:
-    """This CPU as one of `CPU_KINDS` (from /proc/cpuinfo flags / Features and the architecture), or
-    the architecture's name when it is neither x86-64 nor Arm64."""
+    """This CPU as one of `CPU_KINDS`, or the architecture's name when it is neither x86-64 nor Arm64.
+
+    Given `flags` (/proc/cpuinfo's `flags` / `Features` words) it decides from them alone. Else it
+    asks numpy's runtime dispatch (CPUID on x86, HWCAP on Arm: what this process really runs on,
+    also under an emulator, whose /proc/cpuinfo is the host's), and /proc/cpuinfo only for AVX-VNNI
+    (which numpy does not list) when that file agrees with CPUID about AVX-512."""
     machine = machine or platform.machine()
     if flags is None:
         flags = _cpuinfo_flags()
+        features = _numpy_features()
+        if features:
+            words = set(flags.split())
+            agrees = bool(features.get("AVX512F")) == ("avx512f" in words)
+            flags = " ".join(
+                [w for w, key in (("avx512_vnni", "AVX512VNNI"), ("asimddp", "ASIMDDP")) if features.get(key)]
+                + (["avx_vnni"] if agrees and "avx_vnni" in words else []))
     words = set(flags.split())
     if machine in ("x86_64", "AMD64"):
         return X86_VNNI if words & {"avx512_vnni", "avx512vnni", "avx_vnni"} else X86_AVX2
     if machine in ("aarch64", "arm64"):
         return ARM64_DOT if "asimddp" in words else ARM64
     return machine
+
+
+def _numpy_features() -> dict[str, bool]:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__  # numpy >= 2
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__  # numpy 1.x
+        except ImportError:
+            return {}
+    return dict(__cpu_features__)
 
 
 def _cpuinfo_flags() -> str:

@@ -10,6 +10,9 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
+# Emulated CPUs (x86 without VNNI, Arm64) for the INT8 tests: tests/convert/test_emulated_cpus.py
+command -v qemu-x86_64-static >/dev/null || need+=(qemu-user-static)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing OS packages: ${need[*]}"
@@ -28,4 +31,6 @@ $PY -m ruff check .
 PATH="$(dirname "$(command -v $PY)"):$PATH" ./scripts/check_trt_types.sh
 # Chromium is installed above: a missing browser must fail the overlay test, not skip it.
 export EDGEFER_REQUIRE_BROWSER=1
+# qemu-user-static and debootstrap are installed above: the emulated-CPU tests must run, not skip.
+export EDGEFER_REQUIRE_EMULATION=1
 exec $PY -m pytest -q "$@"
