@@ -236,10 +236,13 @@ def quantise(ctx: Context, keep_float: list[str]) -> None:
     from .schemes import scheme
 
     sch = scheme(r.int8_for or "cpu")
-    if sch.float_heads and ctx.kind == "classifier":
+    if sch.float_heads:  # the classifier's two heads; YuNet's twelve output branches (box precision)
+        from edgefer.edge.detector import YUNET_OUTPUTS
+
         from .quantize import head_nodes
 
-        keep_float = list(dict.fromkeys([*keep_float, *head_nodes(model, "logits"), *head_nodes(model, "intensity")]))
+        outputs = ("logits", "intensity") if ctx.kind == "classifier" else YUNET_OUTPUTS
+        keep_float = list(dict.fromkeys([*keep_float, *(n for o in outputs for n in head_nodes(model, o))]))
     t0 = time.monotonic()
     method = r.method or (sch.detector_method if ctx.kind == "detector" else sch.method)
     done = quantize_int8(src, ctx.onnx_tmp, reader, scheme=sch.name, method=method, keep_float=keep_float)

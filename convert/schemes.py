@@ -41,7 +41,7 @@ class Int8Scheme:
     method: str  # default calibration method (classifier)
     percentile: float
     detector_method: str  # default for YuNet: its calibration images differ in shape, which percentile cannot stack
-    float_heads: bool  # classifier: the nodes computing `logits` and `intensity` stay float
+    float_heads: bool  # the nodes computing only the outputs stay float (classifier: both heads; YuNet: 12 branches)
     exact_on: tuple[str, ...]
     inexact_on: tuple[str, ...]
     why: str

@@ -16,20 +16,23 @@ STAGES = ("decode", "detect", "align", "classify", "total")
 
 
 def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1, model: Path | None = None,
-              detector: Path | None = None, input_width: int = 320, max_faces: int = 8) -> dict:
+              detector: Path | None = None, input_width: int = 320, max_faces: int = 8,
+              precision: str | None = None) -> dict:
     """Run `frames` frames of `source` (a file is replayed from the start when it ends) through the
     pipeline after `warmup` frames; per-stage mean/p50/p95 ms, ms per classified face, fps =
     measured frames / wall time of the whole loop (decode included), and fps_cpu = frames / CPU
-    time of this process (tells a busy machine from a slow pipeline)."""
-    from edgefer.edge.pipeline import build_pipeline
+    time of this process (tells a busy machine from a slow pipeline). `precision` chooses the
+    classifier as the daemon does (`edge.precision.choose`; None: FP32 unless `model`); the shadow
+    check is not run (it would share the measured core)."""
+    from edgefer.edge.pipeline import open_pipeline
     from edgefer.edge.sources import open_source
 
     if frames < 1 or warmup < 0:
         raise UserError("--frames must be at least 1 and --warmup at least 0")
     src = open_source(source)  # bad sources fail before models are loaded
     try:
-        pipeline = build_pipeline(model=model, detector=detector, threads=threads, input_width=input_width,
-                                  max_faces=max_faces)
+        pipeline = open_pipeline(model=model, precision=precision, detector=detector, threads=threads,
+                                 input_width=input_width, max_faces=max_faces)
     except BaseException:
         src.close()
         raise
@@ -86,6 +89,7 @@ def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1
         "input_width": input_width,
         "source": str(source),
         "model": str(model) if model else "embedded default",
+        "classifier": pipeline.choice,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
 
@@ -102,8 +106,10 @@ def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1
               help="YuNet ONNX file; default: the cache folder, else a one-time pinned download.")
 @click.option("--input-width", type=int, default=320, show_default=True, help="Detector input width (multiple of 32).")
 @click.option("--max-faces", type=int, default=8, show_default=True, help="Largest faces classified per frame.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
+              help="Without --model: the classifier the daemon would pick (auto: measured here), or force one.")
 def bench(source: str, threads: int, frames: int, warmup: int, as_json: bool, model: Path | None,
-          detector: Path | None, input_width: int, max_faces: int) -> None:
+          detector: Path | None, input_width: int, max_faces: int, precision: str) -> None:
     """Measure the pipeline (decode, detect, align, classify, end to end) on a clip.
 
     \b
@@ -112,13 +118,15 @@ def bench(source: str, threads: int, frames: int, warmup: int, as_json: bool, mo
       taskset -c 0 edgefer bench --source clip.mp4 --threads 1 --json
     """
     r = run_bench(source, frames=frames, warmup=warmup, threads=threads, model=model, detector=detector,
-                  input_width=input_width, max_faces=max_faces)
+                  input_width=input_width, max_faces=max_faces, precision=None if model else precision)
     if as_json:
         click.echo(json.dumps(r))
         return
     w, h = r["frame_size"] or (0, 0)
     click.echo(f"{r['source']}: {r['frames']} frames {w}x{h}, {r['faces_per_frame']} faces/frame, "
-               f"{r['threads']} thread(s), detector input width {r['input_width']}, model {r['model']}")
+               f"{r['threads']} thread(s), detector input width {r['input_width']}")
+    c = r["classifier"]
+    click.echo(f"classifier: {c['model']} ({c['precision']}: {c['reason']})")
     click.echo(f"{'stage':<18}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}")
     for s in STAGES:
         click.echo(f"{s:<18}{r['ms'][s]:>10.3f}{r['p50_ms'][s]:>10.3f}{r['p95_ms'][s]:>10.3f}")
