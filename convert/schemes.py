@@ -14,6 +14,11 @@ Two artifacts, because no one Q/DQ graph is both exact on every CPU and compilab
   Arm; **not** on x86-64 without VNNI, where 16-bit pair sums saturate (measured: 77% top-1
   agreement with FP32). The runtime refuses to run it there on ONNX Runtime (`runtime_problem`).
 
+"Exact" means the integer sums are: no kernel saturates. The classifier's cpu artifact is then
+bit-identical on every CPU measured (x86 VNNI, x86 AVX2, Cortex-A72, Cortex-A76; largest difference
+1e-7). YuNet's graph also has quantised Add/Concat/Resize, which x86 and Arm round differently by one
+step now and then: its boxes differ by a few pixels between the two, its faces found do not.
+
 The scheme travels in the artifact's metadata (``extra.conversion.int8``), so a device can tell
 what it was given; `edgefer doctor` and the shadow check measure what this CPU actually computes.
 """
