@@ -34,6 +34,20 @@ def photos_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "photos"
 
 
+@pytest.fixture
+def broker(tmp_path):
+    """A running Mosquitto on 127.0.0.1 with its own config and persistence dir (tests/broker.py);
+    stop/restart/pause it at will."""
+    from broker import Mosquitto, have_mosquitto
+
+    if not have_mosquitto():
+        pytest.fail("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients)")
+    b = Mosquitto(tmp_path / "broker")
+    b.start()
+    yield b
+    b.cleanup()
+
+
 @pytest.fixture(scope="session")
 def yunet_path(shared_dir: Path) -> Path:
     return shared_dir / "models" / "face_detection_yunet_2026may.onnx"

@@ -12,18 +12,7 @@ import time
 
 import cv2
 import numpy as np
-import pytest
-from broker import Mosquitto, Subscriber, have_mosquitto
-
-
-@pytest.fixture
-def broker(tmp_path):
-    if not have_mosquitto():
-        pytest.fail("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients)")
-    b = Mosquitto(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
+from broker import Subscriber
 
 
 def test_daemon_to_broker_and_offline_on_sigterm(tmp_path, broker, yunet_path, photos_dir):

@@ -14,22 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from broker import Mosquitto, Subscriber, free_port, have_mosquitto
+from broker import Subscriber, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 from test_shadow import perturbed  # noqa: E402
 
 from edgefer.edge.precision import embedded_int8_path  # noqa: E402
-
-
-@pytest.fixture
-def broker(tmp_path):
-    if not have_mosquitto():
-        pytest.fail("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients)")
-    b = Mosquitto(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture
