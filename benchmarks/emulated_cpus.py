@@ -11,7 +11,10 @@ YuNet on the first photos, and prints one table:
   largest difference from the same artifact computed here (0: bit-identical);
 - FP32 itself on the emulated CPU (with `--fp32` for the Arm CPUs: slow, about 0.45 s a face);
 - detector: faces found by FP32 YuNet here and by the INT8 YuNet on that CPU, and the largest box
-  coordinate difference from the INT8 YuNet computed here.
+  coordinate difference from the INT8 YuNet computed here;
+- the daemon (`edgefer run --jsonl -`) on a recorded 640 x 480 one-face clip on that CPU, FP32 and
+  INT8 (`--precision`): frames with a face, agreement of the reported emotion with the FP32 daemon
+  here, largest probability difference (`--clip-frames`, 0 to skip).
 
 The artifacts: the shipped INT8 model (cpu scheme), and with `--calib SET` the tensorrt-scheme one
 converted now; YuNet INT8 (cpu scheme) converted now from `--detector` with the photos as
@@ -75,6 +78,23 @@ def run_on(cpu: str, job: dict, tmp: Path, arm: tuple[Path, Path] | None) -> dic
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def daemon(cpu: str, precision: str, clip: Path, yunet: Path, frames: int, arm: tuple[Path, Path] | None) -> list:
+    """Per frame: the first face's probabilities (or None), from `edgefer run` on `cpu`."""
+    if cpu == "native":
+        prefix, env = [sys.executable], None
+    elif cpu.startswith(("cortex", "neoverse")):
+        prefix, env = emucpu.arm(arm[0], cpu), emucpu.arm_env(*arm)
+    else:
+        prefix, env = emucpu.x86(cpu), None
+    r = subprocess.run([*prefix, "-m", "edgefer", "run", "--source", str(clip), "--precision", precision,
+                        "--detector", str(yunet), "--max-frames", str(frames), "--jsonl", "-"],
+                       capture_output=True, text=True, env=env, cwd="/", timeout=3600)
+    if r.returncode != 0:
+        raise SystemExit(f"{cpu}: edgefer run failed: {r.stderr.strip()[-800:]}")
+    lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    return [np.array(list(ln["faces"][0]["probabilities"].values())) if ln["faces"] else None for ln in lines]
+
+
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((a - b) ** 2).mean()))
 
@@ -88,6 +108,7 @@ def main() -> int:
     ap.add_argument("--cpus", default=f"native,{emucpu.X86_NO_VNNI},cortex-a72,cortex-a76")
     ap.add_argument("--fp32", action="store_true", help="also run FP32 on the Arm CPUs (slow)")
     ap.add_argument("--calib", type=Path, help="calibration set: also measure the tensorrt-scheme artifact")
+    ap.add_argument("--clip-frames", type=int, default=30, help="frames of the daemon run on each CPU (0: none)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     a = ap.parse_args()
 
@@ -128,6 +149,17 @@ def main() -> int:
                                         "photos": photos}, tmp, arm)
             results[cpu]["n"] = n
             results[cpu]["arrays"] = {k: dict(np.load(tmp / f"{cpu}.{k}.npz")) for k in models}
+        runs: dict[tuple[str, str], list] = {}
+        if a.clip_frames:
+            from make_clips import make_moving_face_clip
+
+            clip = tmp / "face640.avi"
+            make_moving_face_clip(a.shared / "data/photos/happy/Claire_Danes_0002.jpg", clip, frames=a.clip_frames, width=640,
+                      height=480)
+            for cpu in cpus:
+                for precision in ("fp32", "int8"):
+                    print(f"# {cpu}: edgefer run --precision {precision} ...", file=sys.stderr, flush=True)
+                    runs[cpu, precision] = daemon(cpu, precision, clip, yunet, a.clip_frames, arm)
 
     labels = data.labels
     shares = ferplus_shares(data.votes)
@@ -169,8 +201,21 @@ def main() -> int:
         det_rows.append({"cpu": cpu, "photos": len(boxes), "found_fp32_here": float(np.mean(found_ref)),
                          "found_int8": float(np.mean(found)), "max_box_diff": diff})
         print(f"| {cpu} | {len(boxes)} | {100 * np.mean(found_ref):.1f}% | {100 * np.mean(found):.1f}% | {diff:.2g} |")
+    run_rows = []
+    if runs:
+        print("\n| CPU | daemon precision | frames | frames with a face | emotion agreement with the FP32 daemon here | "
+              "largest probability difference |")
+        print("|---|---|---|---|---|---|")
+        base = runs["native", "fp32"]
+        for (cpu, precision), probs in runs.items():
+            pairs = [(p, q) for p, q in zip(probs, base) if p is not None and q is not None]
+            agree = float(np.mean([p.argmax() == q.argmax() for p, q in pairs])) if pairs else float("nan")
+            diff = max((float(np.abs(p - q).max()) for p, q in pairs), default=float("nan"))
+            run_rows.append({"cpu": cpu, "precision": precision, "frames": len(probs),
+                             "with_face": sum(p is not None for p in probs), "agreement": agree, "max_prob_diff": diff})
+            print(f"| {cpu} | {precision} | {len(probs)} | {run_rows[-1]['with_face']} | {100 * agree:.1f}% | {diff:.4f} |")
     if a.json:
-        a.json.write_text(json.dumps({"classifier": rows, "detector": det_rows}, indent=1))
+        a.json.write_text(json.dumps({"classifier": rows, "detector": det_rows, "daemon": run_rows}, indent=1))
     return 0
 
 

@@ -9,7 +9,8 @@ import click
 
 def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl: str | None, max_frames: int | None,
                          mqtt: str | None, model: Path | None, detector: Path | None, threads: int | None,
-                         max_faces: int | None, loop: bool | None, web: bool | None) -> dict:
+                         max_faces: int | None, loop: bool | None, web: bool | None,
+                         precision: str | None = None) -> dict:
     """Command-line flags as a nested override of the configuration (None: not given)."""
     from edgefer.errors import UserError
 
@@ -18,7 +19,8 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
     over: dict = {
         "source": {"uri": source, "loop": loop},
         # paths on the command line are relative to the working directory, not to the config file
-        "classifier": {"model": str(model.absolute()) if model else None, "threads": threads},
+        "classifier": {"model": str(model.absolute()) if model else None, "threads": threads,
+                       "precision": precision},
         "detector": {"model": str(detector.absolute()) if detector else None},
         "pipeline": {"max_faces": max_faces},
         "jsonl": {"path": jsonl},
@@ -54,10 +56,13 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Emotion model (default: the embedded one).")
 @click.option("--detector", type=click.Path(dir_okay=False, path_type=Path), help="YuNet ONNX file.")
 @click.option("--threads", type=click.IntRange(min=0), help="Inference threads per model (0: runtime default).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), help="Without --model: the embedded FP32 or "
+              "INT8 model, or auto (INT8 where this CPU computes it exactly and faster; the default).")
 @click.option("--max-faces", type=click.IntRange(min=1), help="At most N faces classified per frame.")
 @click.option("--loop/--no-loop", default=None, help="Restart a file or folder when it ends.")
 @click.option("--web/--no-web", default=None, help="Serve the overlay page (127.0.0.1 by default; see [web]).")
-def run(source, camera, config_file, display, jsonl, max_frames, mqtt, model, detector, threads, max_faces, loop, web):
+def run(source, camera, config_file, display, jsonl, max_frames, mqtt, model, detector, threads, precision, max_faces,
+        loop, web):
     """Run detection and emotion recognition on a live source until stopped.
 
     \b
@@ -76,5 +81,5 @@ def run(source, camera, config_file, display, jsonl, max_frames, mqtt, model, de
     from edgefer.edge.service import Service
 
     over = overrides_from_flags(source, camera, display, jsonl, max_frames, mqtt, model, detector, threads,
-                                max_faces, loop, web)
+                                max_faces, loop, web, precision)
     return Service(lambda: load_config(config_file, over), build_runner).run()
