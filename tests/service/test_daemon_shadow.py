@@ -114,3 +114,19 @@ def test_daemon_refuses_a_broken_artifact_with_exit_78(tmp_path, broker, yunet_p
     assert r.returncode == 78, r.stderr
     assert "Traceback" not in r.stderr
     assert sum("shadow check failed" in ln for ln in r.stderr.splitlines()) >= 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "auto"])
+def test_run_precision_flag_picks_the_embedded_model(precision: str, yunet_path, photos) -> None:
+    r = subprocess.run([sys.executable, "-m", "edgefer", "-v", "run", "--source", str(photos), "--precision", precision,
+                        "--detector", str(yunet_path), "--max-frames", "2", "--jsonl", "-"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stderr.splitlines() if "edgefer.edge.runner: classifier:" in ln)
+    if precision == "fp32":
+        assert "embedded FP32, fp32" in line
+    elif precision == "int8":
+        assert "edgefer-fer-v1.int8.onnx, int8" in line
+    else:
+        assert "auto:" in line and "measured" in line  # the reason names the measurement
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("{")]) == 2
