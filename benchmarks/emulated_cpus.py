@@ -9,7 +9,7 @@ YuNet on the first photos, and prints one table:
 - classifier: top-1 agreement of each artifact with FP32 computed *here* (x86), the accuracy
   change, the intensity RMSE change (vs FER+ votes), the largest probability difference, and the
   largest difference from the same artifact computed here (0: bit-identical);
-- FP32 itself on the emulated CPU (with `--fp32` for the Arm CPUs: slow, about 0.45 s a face);
+- FP32 itself on the emulated CPU (`--fp32-faces`; with `--fp32` on the Arm CPUs too);
 - detector: faces found by FP32 YuNet here and by the INT8 YuNet on that CPU, and the largest box
   coordinate difference from the INT8 YuNet computed here;
 - the daemon (`edgefer run --jsonl -`) on a recorded 640 x 480 one-face clip on that CPU, FP32 and
@@ -106,7 +106,9 @@ def main() -> int:
     ap.add_argument("--arm-faces", type=int, default=500, help="PublicTest faces on Arm CPUs")
     ap.add_argument("--photos", type=int, default=60, help="photos for the detector (spread over the classes)")
     ap.add_argument("--cpus", default=f"native,{emucpu.X86_NO_VNNI},cortex-a72,cortex-a76")
-    ap.add_argument("--fp32", action="store_true", help="also run FP32 on the Arm CPUs (slow)")
+    ap.add_argument("--fp32", action="store_true", help="also run FP32 on the Arm CPUs (about 0.45 s a face)")
+    ap.add_argument("--fp32-faces", type=int, default=50, help="FP32 faces on emulated x86 (about 5 s a face: "
+                    "its AVX2 floating point is emulated slowly)")
     ap.add_argument("--calib", type=Path, help="calibration set: also measure the tensorrt-scheme artifact")
     ap.add_argument("--clip-frames", type=int, default=30, help="frames of the daemon run on each CPU (0: none)")
     ap.add_argument("--json", type=Path, help="write every figure here")
@@ -142,7 +144,8 @@ def main() -> int:
             n = a.arm_faces if cpu.startswith(("cortex", "neoverse")) else a.faces
             models = {k: (str(v), n) for k, v in artifacts.items()}
             if cpu == "native" or a.fp32 or not cpu.startswith(("cortex", "neoverse")):
-                models["fp32"] = (str(default_model_path()), n if cpu == "native" else min(n, 200))
+                is_arm = cpu.startswith(("cortex", "neoverse"))
+                models["fp32"] = (str(default_model_path()), n if cpu == "native" or is_arm else min(n, a.fp32_faces))
             dets = {"int8": str(yunet_int8)} | ({"fp32": str(yunet)} if cpu == "native" else {})
             print(f"# {cpu}: {n} faces, {len(photos)} photos ...", file=sys.stderr, flush=True)
             results[cpu] = run_on(cpu, {"faces": str(tmp / "faces.npy"), "classifiers": models, "detectors": dets,
