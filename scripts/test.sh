@@ -20,15 +20,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
+# The project and its test and training extras go into the same virtual environment as command 1
+# (.venv, created by scripts/setup.sh with the system's python3: PEP 668 forbids the system one).
+VENV=${EDGEFER_VENV:-.venv}
+export EDGEFER_VENV="$VENV"
+./scripts/setup.sh --venv-only   # creates the venv (installing python3-venv if needed)
+PY="$VENV/bin/python"
 # PyTorch (the `train` extra) is only needed by the training tests; take the CPU build.
 $PY -c 'import torch' 2>/dev/null || $PY -m pip install -q 'torch==2.13.0' \
   || echo "note: PyTorch not installed; training tests will be skipped"
-$PY -m pip install -q -e '.[train,test]'
+./scripts/setup.sh -e '.[train,test]'
 
 $PY -m ruff check .
 # TensorRT code is type-checked against tensorrt-stubs (TensorRT itself cannot be installed here).
-PATH="$(dirname "$(command -v $PY)"):$PATH" ./scripts/check_trt_types.sh
+PATH="$(cd "$VENV/bin" && pwd):$PATH" ./scripts/check_trt_types.sh
 # Chromium is installed above: a missing browser must fail the overlay test, not skip it.
 export EDGEFER_REQUIRE_BROWSER=1
 # qemu-user-static and debootstrap are installed above: the emulated-CPU tests must run, not skip.
