@@ -41,7 +41,7 @@ class Sample:
     frames: int
 
 
-def proc_sample(pid: int, t: float, frames: int, readings: int = 3, gap_s: float = 0.02) -> Sample:
+def proc_sample(pid: int, t: float, frames: int, readings: int = 5, gap_s: float = 0.03) -> Sample:
     """RSS, threads and open descriptors of `pid`. Threads and descriptors are the largest of
     `readings` readings `gap_s` apart: when the looping clip is reopened, the old reader thread and
     its file are gone for a few milliseconds before the new ones exist, and a single reading can

@@ -213,6 +213,11 @@ class Runner:
             close()
 
 
+    def undelivered(self) -> list[tuple[Any, int]]:
+        """(sink, count) for each closed sink that still held undelivered messages."""
+        return [(s, n) for s in self.sinks if (n := getattr(s, "undelivered", 0))]
+
+
 def mqtt_enabled(config: Any) -> bool:
     """MQTT is on when the section says `enabled = true` or, for a section without that key, when
     the file or a flag configured `[mqtt]` at all."""

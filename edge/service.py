@@ -10,6 +10,11 @@ SIGHUP and `STOPPING=1` on SIGTERM. Outside systemd all of this is a no-op.
 
 SIGTERM/SIGINT: stop within `stop_timeout_s` (exit 0). SIGHUP: re-read the configuration; if it
 is invalid, log one line and keep running with the old one. Every timer is `time.monotonic()`.
+
+Nothing is lost silently: if MQTT messages are still undelivered at the exit, `run` raises a
+`UserError` (exit 75, EX_TEMPFAIL) saying how many, when they are lost (buffer in memory), and
+also when a run that ended by itself (end of file, `max_frames`) leaves them on disk for the next
+start. A stop by signal with a disk buffer (the installed service) keeps them and exits 0.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from edgefer.errors import UserError
+from edgefer.errors import EX_TEMPFAIL, UserError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,7 @@ class Service:
         self._run_stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
+        self._undelivered: list[tuple[Any, int]] = []
 
     # -- control ------------------------------------------------------------------------------
 
@@ -165,8 +171,28 @@ class Service:
         closer.join(max(0.1, deadline - time.monotonic()))
         if closer.is_alive():
             log.error("closing the sinks took longer than the stop budget")
+        self._undelivered = self.runner.undelivered() if hasattr(self.runner, "undelivered") else []
         self.runner = None
         return finished
+
+    def _mqtt_wait_s(self) -> float:
+        mqtt = getattr(self.config, "mqtt", None)
+        return float(getattr(mqtt, "close_timeout_s", 0.0))
+
+    def _check_delivered(self, signalled: bool) -> None:
+        """Raise `UserError` (exit 75) for messages that a sink could not deliver (module docstring)."""
+        for sink, n in self._undelivered:
+            cfg = getattr(sink, "config", None)
+            where = getattr(cfg, "url", getattr(sink, "name", "the sink"))
+            why = getattr(sink, "last_error", None) or f"{where} did not acknowledge them in time"
+            state_dir = getattr(cfg, "state_dir", None)
+            if state_dir is None:
+                raise UserError(f"{n} MQTT messages were not delivered and are lost ({why}); set [mqtt] state_dir "
+                                "to keep them on disk for the next run, or wait longer with --mqtt-wait SECONDS",
+                                exit_code=EX_TEMPFAIL)
+            if not signalled:
+                raise UserError(f"{n} MQTT messages not delivered yet ({why}); kept in {state_dir} and sent on the "
+                                "next start", exit_code=EX_TEMPFAIL)
 
     # -- main ---------------------------------------------------------------------------------
 
@@ -209,10 +235,15 @@ class Service:
                     n.notify(STATUS=text)
                     last_status, last_status_t = text, now
         finally:
+            signalled = self._stop.is_set()
             n.notify(STOPPING=1, STATUS="stopping")
             log.info("stopping")
-            self._stop_runner(self._setting("stop_timeout_s", 4.0))
+            # A run that ended by itself may wait for its MQTT messages (--mqtt-wait); a signal may not.
+            extra = 0.0 if signalled else self._mqtt_wait_s()
+            self._stop_runner(self._setting("stop_timeout_s", 4.0) + extra)
             n.close()
+        if code == 0:
+            self._check_delivered(signalled)
         return code
 
     @contextlib.contextmanager

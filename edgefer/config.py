@@ -106,7 +106,7 @@ class ServiceConfig(_Section):
 # Plug-in sections: each plug-in module holds its own config type (see STYLE.md).
 from edgefer.edge.shadow import ShadowConfig  # noqa: E402
 from edgefer.edge.sinks.metrics import MetricsConfig  # noqa: E402
-from edgefer.edge.sinks.mqtt import MqttConfig  # noqa: E402
+from edgefer.edge.sinks.mqtt_config import MqttConfig  # noqa: E402
 from edgefer.edge.sinks.web import WebConfig  # noqa: E402
 from edgefer.edge.tracker import TrackerConfig  # noqa: E402
 

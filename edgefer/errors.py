@@ -9,6 +9,7 @@ from __future__ import annotations
 
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_TEMPFAIL = 75  # a temporary failure: e.g. MQTT messages not delivered yet
 EX_CONFIG = 78
 
 

@@ -74,7 +74,8 @@ def listen(url, topics, username, password_file, ca_file, cert_file, key_file, a
       edgefer listen --mqtt mqtt://127.0.0.1:1883
       edgefer listen --mqtt mqtts://broker.lan:8883 --ca-file ca.pem --username me --password-file pw --json
     """
-    from edgefer.edge.sinks.mqtt import describe_connect_error, load_config, make_client
+    from edgefer.edge.sinks.mqtt_config import load_config
+    from edgefer.edge.sinks.mqtt_connect import describe_connect_error, make_client
 
     cfg = load_config(
         url, username=username, password_file=password_file, ca_file=ca_file, cert_file=cert_file, key_file=key_file,

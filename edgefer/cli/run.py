@@ -10,7 +10,7 @@ import click
 def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl: str | None, max_frames: int | None,
                          mqtt: str | None, model: Path | None, detector: Path | None, threads: int | None,
                          max_faces: int | None, loop: bool | None, web: bool | None,
-                         precision: str | None = None) -> dict:
+                         precision: str | None = None, mqtt_wait: float | None = None) -> dict:
     """Command-line flags as a nested override of the configuration (None: not given)."""
     from edgefer.errors import UserError
 
@@ -28,15 +28,19 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
         "web": {"enabled": web},
         "service": {"max_frames": max_frames},
     }
+    if mqtt_wait is not None and not mqtt:
+        raise UserError("--mqtt-wait needs --mqtt (in a configuration file: [mqtt] close_timeout_s)")
     if camera:
         from edgefer.edge.sources.camera import default_camera_uri
 
         over["source"]["uri"] = default_camera_uri()
     if mqtt:
         from edgefer.config import MqttConfig
-        from edgefer.edge.sinks.mqtt import parse_url
+        from edgefer.edge.sinks.mqtt_config import parse_url
 
         over["mqtt"] = parse_url(mqtt)
+        if mqtt_wait is not None:
+            over["mqtt"]["close_timeout_s"] = mqtt_wait
         if "enabled" in MqttConfig.model_fields:
             over["mqtt"]["enabled"] = True
     return over
@@ -53,6 +57,9 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
 @click.option("--jsonl", metavar="PATH|-", help="Write one JSON line per frame to PATH, or '-' for stdout.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after N processed frames.")
 @click.option("--mqtt", metavar="URL", help="Publish to a broker: mqtt://[user@]host[:port][/prefix] or mqtts://...")
+@click.option("--mqtt-wait", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="At the end of a file or --max-frames, wait up to this long for the broker to take every message "
+              "(default 3). Messages still undelivered then make the exit status 75.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Emotion model (default: the embedded one).")
 @click.option("--detector", type=click.Path(dir_okay=False, path_type=Path), help="YuNet ONNX file.")
 @click.option("--threads", type=click.IntRange(min=0), help="Inference threads per model (0: runtime default).")
@@ -61,8 +68,8 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
 @click.option("--max-faces", type=click.IntRange(min=1), help="At most N faces classified per frame.")
 @click.option("--loop/--no-loop", default=None, help="Restart a file or folder when it ends.")
 @click.option("--web/--no-web", default=None, help="Serve the overlay page (127.0.0.1 by default; see [web]).")
-def run(source, camera, config_file, display, jsonl, max_frames, mqtt, model, detector, threads, precision, max_faces,
-        loop, web):
+def run(source, camera, config_file, display, jsonl, max_frames, mqtt, mqtt_wait, model, detector, threads, precision,
+        max_faces, loop, web):
     """Run detection and emotion recognition on a live source until stopped.
 
     \b
@@ -81,5 +88,5 @@ def run(source, camera, config_file, display, jsonl, max_frames, mqtt, model, de
     from edgefer.edge.service import Service
 
     over = overrides_from_flags(source, camera, display, jsonl, max_frames, mqtt, model, detector, threads,
-                                max_faces, loop, web, precision)
+                                max_faces, loop, web, precision, mqtt_wait)
     return Service(lambda: load_config(config_file, over), build_runner).run()

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from edgefer.edge.sinks.mqtt import MqttConfig, MqttSink, load_config, parse_url, read_password
+from edgefer.edge.sinks.mqtt import MqttSink
+from edgefer.edge.sinks.mqtt_config import MqttConfig, load_config, parse_url, read_password
 from edgefer.errors import EX_CONFIG, ConfigError
 
 
