@@ -40,8 +40,10 @@ def int8_verdict(facts: dict[str, Any], choice: str) -> tuple[bool, str, str]:
     full = "exact" if facts["full_range"] else f"NOT exact (16-bit sums saturate, probe error {facts['full_range_error']:.2f})"
     value = (f"{kind}: full-range INT8 (tensorrt scheme) {full}; cpu-scheme INT8 exact; INT8 {facts['ratio']:.2f}x "
              f"FP32 here ({facts['fp32_ms']:.2f} -> {facts['int8_ms']:.2f} ms/face, measured); runs: {choice}")
-    hint = "" if facts["full_range"] else "use INT8 models converted with --for cpu (the default of onnx-int8) here"
-    return facts["ratio"] >= 1.0, value, hint
+    hints = [] if facts["full_range"] else ["use INT8 models converted with --for cpu (the default of onnx-int8) here"]
+    if facts["ratio"] < 1.0:
+        hints.append("INT8 is slower than FP32 on this CPU and ONNX Runtime: precision auto runs FP32 (use FP32 models)")
+    return facts["ratio"] >= 1.0, value, "; ".join(hints)
 
 
 def check_cpu() -> Check:

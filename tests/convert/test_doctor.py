@@ -25,6 +25,9 @@ def test_int8_verdict_says_what_was_measured() -> None:
     assert ok and "full-range INT8 (tensorrt scheme) exact" in value and not hint
     ok, value, _ = int8_verdict({**facts, "cpu_scheme": False}, "fp32")
     assert not ok and "wrongly" in value
+    # ONNX Runtime 1.20 ran INT8 at 0.46x FP32 here: a failed check must say what to do.
+    ok, value, hint = int8_verdict({**facts, "full_range": True, "ratio": 0.46}, "fp32")
+    assert not ok and "0.46x" in value and "precision auto runs FP32" in hint
 
 
 def test_every_missing_piece_has_a_hint() -> None:
