@@ -6,7 +6,11 @@ import subprocess
 import sys
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 from edgefer.config import Config, example_toml, key_lines, load_config
 from edgefer.errors import ConfigError

@@ -75,7 +75,10 @@ def test_render_uses_existing_groups_and_user():
 
 
 def test_install_to_folders(tmp_path):
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
 
     from edgefer.systemd.install import install
 
