@@ -147,8 +147,10 @@ def main() -> int:
     from edgefer.cli.train import load_template
     from edgefer.data import load_faces
     from edgefer.errors import UserError
+    from edgefer.train.checkpoint import delivered_weights
+    from edgefer.train.config import TrainConfig
     from edgefer.train.realign import usable_cores
-    from edgefer.train.recipe import TrainConfig, delivered_weights, train
+    from edgefer.train.recipe import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     torch.backends.cudnn.benchmark = True

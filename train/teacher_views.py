@@ -55,7 +55,7 @@ def predictor(path: Path, network: torch.nn.Module | None = None, threads: int =
 
         return Classifier.open(path, threads=threads).infer_input
     if network is None:
-        from .recipe import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         network = load_checkpoint(path)[0]
 

@@ -100,7 +100,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     """
     _need_torch()
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     logging.getLogger("edgefer.train").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
@@ -152,7 +153,8 @@ def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Pa
         --eval-data ../shared/data/fer2013/fer2013_trainval.npz --eval-split PublicTest
     """
     _need_torch()
-    from edgefer.train.export import FlipAveraged, check_parity, export, load_checkpoint
+    from edgefer.train.checkpoint import load_checkpoint
+    from edgefer.train.export import FlipAveraged, check_parity, export
 
     tpl = load_template(template)
     info = export(checkpoint, out, tpl["points"], model_version, force=force, flip=flip,

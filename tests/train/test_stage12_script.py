@@ -21,7 +21,7 @@ def run(*args: object) -> subprocess.CompletedProcess:
 
 
 def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, small_slice, yunet_path):
-    from edgefer.train.recipe import load_checkpoint
+    from edgefer.train.checkpoint import load_checkpoint
 
     base = ("--data", small_slice, "--detector", yunet_path, "--device", "cpu", "--threads", "2", "--holdout", "0.25")
     common = (*base, "--smoke", "2")
