@@ -1,4 +1,4 @@
-"""Stage 12 of the default model (MODEL.md) in one call on a lent GPU machine, inside a time budget.
+"""Stage 12 of the default model (docs/training-history.md) in one call on a lent GPU machine, inside a time budget.
 
 1. a wide teacher (widths 64,128,256,512, depths 2,2,2,2; about 6x the student's cost) trained from
    scratch on the Training rows with deployment framing and a weight average;

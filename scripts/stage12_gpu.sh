@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 12 of the default model (MODEL.md) on a lent GPU machine, in one call: unpack the data carried
+# Stage 12 of the default model (docs/training-history.md) on a lent GPU machine, in one call: unpack the data carried
 # in .gpu/ (the FER-2013 npz, xz-compressed to fit a call, and the YuNet detector), make the package
 # importable without installing it (that machine has no package index), run scripts/stage12_gpu.py
 # inside its time budget, and keep the results in $OUT (what the device tool brings back): the

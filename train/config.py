@@ -1,7 +1,7 @@
 """The options of a training run (`TrainConfig`) and the device it trains on.
 
 Each field's comment says what it does and, where a training stage measured it, what it did (the
-stages of MODEL.md). `recipe.train` runs a `TrainConfig`; `edgefer train` maps its options onto these
+stages of docs/training-history.md). `recipe.train` runs a `TrainConfig`; `edgefer train` maps its options onto these
 fields.
 """
 
@@ -62,7 +62,7 @@ class TrainConfig:
     distill: float = 0.5
     # The intensity head's weight on the teacher's intensities against the FER+ vote shares; None: `distill`.
     # A higher weight here raised the intensity head's FER+ accuracy and a higher `distill` lowered top-1
-    # (MODEL.md, stages 12 and 12b), so the two are set apart.
+    # (docs/training-history.md, stages 12 and 12b), so the two are set apart.
     distill_intensity: float | None = None
     # "flip": the teacher runs on every augmented batch and its mirror image; "multi": its outputs
     # averaged over `teacher_views.VIEWS` of each original crop, computed once (and cached in the run
@@ -71,7 +71,7 @@ class TrainConfig:
     # Sharpness-aware minimisation (Foret et al., 2021): each step takes the gradient at the weights
     # moved by `sam` (rho, in weight-norm units) up the loss, which favours flat minima and is reported to resist
     # label noise; twice the compute per step. 0: plain SGD. Fine-tuning 1.2.0 with it (rho 0.05) did not
-    # raise accuracy (MODEL.md, stage 8).
+    # raise accuracy (docs/training-history.md, stage 8).
     sam: float = 0.0
     # Mixup (Zhang et al., 2018): each augmented batch is blended with a shuffled copy of itself, weight
     # lam ~ Beta(mixup, mixup) (folded to lam >= 0.5), labels and intensity targets blended alike; with a

@@ -14,7 +14,7 @@ head by `distill_intensity` when it is set: the two weights trade top-1 against 
 keeps the single-pass cost; the teacher is only used in training. With `teacher_views="multi"` the
 teacher's targets are instead its outputs averaged over 18 fixed views of each original crop, computed
 once before training (`teacher_views.py`): a stronger teacher that costs nothing per step, but its
-students scored worse than the flip teacher's in both runs measured (MODEL.md, stages 6 and 7).
+students scored worse than the flip teacher's in both runs measured (docs/training-history.md, stages 6 and 7).
 """
 
 from __future__ import annotations

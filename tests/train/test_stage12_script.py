@@ -1,4 +1,4 @@
-"""`scripts/stage12_gpu.py`, the one-call GPU recipe of MODEL.md's stage 12, kept working between the
+"""`scripts/stage12_gpu.py`, the one-call GPU recipe of stage 12 in docs/training-history.md, kept working between the
 sessions that have a GPU: its smoke mode runs every step (teacher, student distilling it from the
 embedded model, the float16 teacher weights, the kept files) on the CPU, and the kept teacher weights
 serve later calls (`--teacher`), one of them training two students at once (`--seeds`)."""
