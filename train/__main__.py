@@ -10,7 +10,8 @@ from pathlib import Path
 
 from edgefer.data import load_faces
 
-from .recipe import TrainConfig, train
+from .config import TrainConfig
+from .recipe import train
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -19,8 +19,8 @@ from edgefer.contract import InputSpec
 from edgefer.errors import UserError
 from edgefer.modelinfo import ModelInfo, write_onnx_info
 
+from .checkpoint import load_checkpoint
 from .model import EmotionNet
-from .recipe import load_checkpoint
 
 OPSET = 17
 

@@ -14,7 +14,7 @@ head by `distill_intensity` when it is set: the two weights trade top-1 against 
 keeps the single-pass cost; the teacher is only used in training. With `teacher_views="multi"` the
 teacher's targets are instead its outputs averaged over 18 fixed views of each original crop, computed
 once before training (`teacher_views.py`): a stronger teacher that costs nothing per step, but its
-students scored worse than the flip teacher's in both runs measured (MODEL.md, stages 6 and 7).
+students scored worse than the flip teacher's in both runs measured (docs/training-history.md, stages 6 and 7).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,99 +39,12 @@ from edgefer.contract import InputSpec, ferplus_majority, ferplus_shares, ferplu
 from edgefer.data import FaceSet
 from edgefer.errors import UserError
 
-from .augment import AugmentConfig, augment
+from .augment import augment
+from .checkpoint import load_network
+from .config import TrainConfig, train_device
 from .model import EmotionNet
 
 log = logging.getLogger("edgefer.train")
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 60
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    intensity_weight: float = 2.0
-    warmup_frac: float = 0.05
-    # The network's layout: channels of each stage and 3x3 convolutions in it (`model.EmotionNet`).
-    # A fine-tuning stage (`init`) takes the layout of the weights it starts from.
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    depths: tuple[int, ...] = (1, 2, 2, 1)
-    dropout: float = 0.3
-    seed: int = 20261122
-    threads: int = 0  # 0: leave torch's default
-    max_steps: int = 0  # stop after this many optimizer steps in total (tests); 0: no limit
-    train_split: str = "Training"
-    val_split: str = "PublicTest"
-    # Share of the training split held out (seeded, the same share of every class) and used as the
-    # validation split instead of `val_split`: for choosing settings without looking at the split the
-    # model is finally judged on. 0: off.
-    holdout: float = 0.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # Fine-tuning stage: start from these weights (a checkpoint of this recipe or an exported edgefer
-    # ONNX model; the optimizer restarts).
-    init: str = ""
-    # With `init`: first narrow the start to these stage widths, keeping its most useful channels
-    # (`train/prune.py`); empty: keep the start's widths.
-    prune_to: tuple[int, ...] = ()
-    # Share of each batch shown as the deployment pipeline frames it (detector + aligner onto the
-    # template, `train/realign.py`) instead of the original crop; needs `detector` and `template`.
-    realigned_frac: float = 0.0
-    detector: str = ""
-    template: list[list[float]] | None = None
-    # Decay per step of an exponential moving average of the weights, which is what the run then
-    # delivers (checkpoint key "ema"); 0: off, the last weights are delivered.
-    ema: float = 0.0
-    # Distillation: a checkpoint of this recipe (or an exported edgefer ONNX model) whose
-    # flip-averaged outputs the student also learns from; `distill` is their weight against the
-    # labels (0..1). "": off.
-    teacher: str = ""
-    distill: float = 0.5
-    # The intensity head's weight on the teacher's intensities against the FER+ vote shares; None: `distill`.
-    # A higher weight here raised the intensity head's FER+ accuracy and a higher `distill` lowered top-1
-    # (MODEL.md, stages 12 and 12b), so the two are set apart.
-    distill_intensity: float | None = None
-    # "flip": the teacher runs on every augmented batch and its mirror image; "multi": its outputs
-    # averaged over `teacher_views.VIEWS` of each original crop, computed once (and cached in the run
-    # folder), serve as targets for every framing and augmentation of that face.
-    teacher_views: str = "flip"
-    # Sharpness-aware minimisation (Foret et al., 2021): each step takes the gradient at the weights
-    # moved by `sam` (rho, in weight-norm units) up the loss, which favours flat minima and is reported to resist
-    # label noise; twice the compute per step. 0: plain SGD. Fine-tuning 1.2.0 with it (rho 0.05) did not
-    # raise accuracy (MODEL.md, stage 8).
-    sam: float = 0.0
-    # Mixup (Zhang et al., 2018): each augmented batch is blended with a shuffled copy of itself, weight
-    # lam ~ Beta(mixup, mixup) (folded to lam >= 0.5), labels and intensity targets blended alike; with a
-    # teacher, the teacher sees the blended faces too (function matching, Beyer et al., 2022). 0: off.
-    mixup: float = 0.0
-    # Where the network trains: "cpu", or "cuda" / "cuda:N" (a GPU, when PyTorch has one). Data
-    # preparation and augmentation stay on the CPU with the seeded generator, so the batches are the
-    # same on either; the arithmetic is not bit-identical across devices.
-    device: str = "cpu"
-
-    @property
-    def intensity_distill(self) -> float:
-        """The intensity head's weight on the teacher: `distill_intensity`, or `distill` when unset."""
-        return self.distill if self.distill_intensity is None else self.distill_intensity
-
-
-def train_device(name: str) -> torch.device:
-    """The torch device of `TrainConfig.device`; a UserError when it is not one this machine has."""
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: not a device name (cpu, cuda or cuda:N)") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type != "cuda":
-        raise UserError(f"--device {name!r}: training runs on cpu or cuda")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False)")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    return dev
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -144,11 +57,6 @@ def _atomic_write_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def delivered_weights(ck: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights a checkpoint delivers: the moving average when the run kept one, else the last."""
-    return ck.get("ema") or ck["model"]
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -196,32 +104,6 @@ def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes
         ok = maj >= 0
         out["ferplus_accuracy"] = float((it[ok].argmax(1) == maj[ok]).mean())
     return out
-
-
-def load_checkpoint(path: Path) -> tuple[EmotionNet, dict[str, Any]]:
-    """The network a checkpoint delivers (in eval mode) and the checkpoint itself."""
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        with torch.random.fork_rng():  # its random init is overwritten: leave the caller's random stream alone
-            model = EmotionNet(tuple(ck["config"]["widths"]), dropout=ck["config"]["dropout"],
-                               depths=tuple(ck["config"].get("depths", (1, 2, 2, 1))))
-        model.load_state_dict(delivered_weights(ck))
-    except (KeyError, RuntimeError, EOFError, OSError) as exc:
-        raise UserError(f"{path}: not an edgefer training checkpoint ({type(exc).__name__})") from None
-    model.eval()
-    return model, ck
-
-
-def load_network(path: Path, calib: torch.Tensor | None = None) -> EmotionNet:
-    """The network (in eval mode) of a checkpoint of this recipe or of an exported edgefer ONNX model;
-    `calib` (preprocessed faces) readies an ONNX model's batch norms for training (`from_onnx.py`)."""
-    if path.suffix.lower() == ".onnx":
-        from .from_onnx import network_from_onnx
-
-        return network_from_onnx(path, calib)
-    return load_checkpoint(path)[0]
 
 
 def _teacher(cfg: TrainConfig) -> EmotionNet | None:

@@ -4,7 +4,7 @@ The online teacher of the recipe sees each augmented batch and its mirror image 
 on every step). Averaging over more views is a stronger teacher (1.2.0 on PublicTest: 69.80% single,
 70.52% with its mirror, 71.05% over the 18 views below), but too slow to run on every step on a CPU.
 So these targets are computed once per original training crop before training, and serve as the
-teacher's targets for every framing and augmentation of that face. Measured once (MODEL.md, stage 6):
+teacher's targets for every framing and augmentation of that face. Measured once (docs/training-history.md, stage 6):
 distilled into 1.2.0 over 50 epochs it gave 69.60%, below 1.2.0, where the per-batch flip teacher
 (which sees the same augmented view as the student) gained 0.7 points in stage 3. Measured again
 (stage 7): a student trained from scratch on these targets and the labels for 60 epochs gave 67.59%,
@@ -55,7 +55,7 @@ def predictor(path: Path, network: torch.nn.Module | None = None, threads: int =
 
         return Classifier.open(path, threads=threads).infer_input
     if network is None:
-        from .recipe import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         network = load_checkpoint(path)[0]
 

@@ -66,9 +66,9 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--teacher-views", type=click.Choice(["flip", "multi"]), default="flip", show_default=True,
               help="flip: the teacher runs on each batch and its mirror; multi: its outputs over 18 fixed views "
                    "of each crop, computed once before training (no cost per step; a stronger teacher, but it trained "
-                   "worse students in both runs measured: MODEL.md, stages 6 and 7).")
+                   "worse students in both runs measured: docs/training-history.md, stages 6 and 7).")
 @click.option("--sam", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step; MODEL.md, stage 8).")
+              help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step; docs/training-history.md, stage 8).")
 @click.option("--widths", default="32,64,128,256", show_default=True, callback=lambda c, p, v: _int_list(p, v),
               help="Channels of each stage of the network (a new stage after each max pooling).")
 @click.option("--depths", default="1,2,2,1", show_default=True, callback=lambda c, p, v: _int_list(p, v),
@@ -76,7 +76,7 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
                    "layout of its start.")
 @click.option("--prune-to", default="", callback=lambda c, p, v: _int_list(p, v) if v else (),
               help="With --init: narrow its network to these stage widths first, keeping its most useful channels "
-                   "(a cheaper network to fine-tune; MODEL.md, stage 10).")
+                   "(a cheaper network to fine-tune; docs/training-history.md, stage 10).")
 @click.option("--mixup", type=click.FloatRange(0, None), default=0.0, show_default=True,
               help="Blend each batch with a shuffled copy of itself, weight ~ Beta(a, a) (0: off; with --teacher, "
                    "the teacher sees the blended faces).")
@@ -92,7 +92,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
-    Example (the default model's first two stages; the third adds --teacher, see MODEL.md):
+    Example (the default model's first two stages; the third adds --teacher, see docs/training-history.md):
       edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v1 --epochs 60
       edgefer train --data ../shared/data/fer2013/fer2013_trainval.npz --out runs/v2-ft \\
         --init runs/v1/last.pt --epochs 70 --lr 0.05 --ema 0.999 --realigned-frac 0.5
@@ -100,7 +100,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     """
     _need_torch()
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     logging.getLogger("edgefer.train").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
@@ -152,7 +153,8 @@ def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Pa
         --eval-data ../shared/data/fer2013/fer2013_trainval.npz --eval-split PublicTest
     """
     _need_torch()
-    from edgefer.train.export import FlipAveraged, check_parity, export, load_checkpoint
+    from edgefer.train.checkpoint import load_checkpoint
+    from edgefer.train.export import FlipAveraged, check_parity, export
 
     tpl = load_template(template)
     info = export(checkpoint, out, tpl["points"], model_version, force=force, flip=flip,

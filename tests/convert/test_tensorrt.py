@@ -65,7 +65,7 @@ def test_build_and_run_engine(target: str, fer_npz: Path, tmp_path: Path, edgefe
 
 @pytest.mark.tensorrt
 def test_engine_cache_builds_once_then_reuses(int8_run, tmp_path: Path) -> None:
-    from edgefer.convert.chain import ensure_engine
+    from edgefer.convert.device_engine import ensure_engine
     from edgefer.edge.classifier import Classifier
 
     onnx_path, _ = int8_run

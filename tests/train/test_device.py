@@ -26,7 +26,7 @@ def test_a_device_this_machine_lacks_is_one_line(tmp_path, small_slice, device, 
 
 
 def test_train_device_names():
-    from edgefer.train.recipe import train_device
+    from edgefer.train.config import train_device
 
     assert train_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
@@ -41,8 +41,9 @@ def test_gpu_run_resumes_and_exports_on_the_cpu(tmp_path, small_slice):
     """Three steps on the GPU with a moving average, the rest of the epoch resumed on the CPU from
     that checkpoint, then export: the checkpoint is device-neutral and the figures are finite."""
     from edgefer.data import load_faces
-    from edgefer.train.export import load_checkpoint
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.checkpoint import load_checkpoint
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(small_slice)
     small = dict(epochs=2, batch_size=64, threads=2, ema=0.9)

@@ -27,7 +27,9 @@ def test_holdout_mask_is_seeded_and_takes_every_class_alike():
 
 def test_run_validates_on_held_out_rows_it_never_trains_on(tmp_path, small_slice):
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, evaluate_torch, holdout_mask, load_checkpoint, train
+    from edgefer.train.checkpoint import load_checkpoint
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import evaluate_torch, holdout_mask, train
 
     faces = load_faces(small_slice)
     cfg = TrainConfig(epochs=1, batch_size=32, threads=2, holdout=0.25)
@@ -53,7 +55,8 @@ def test_cli_holdout_reaches_the_run_and_a_whole_split_is_refused(tmp_path, smal
     assert json.loads((tmp_path / "r" / "config.json").read_text())["holdout"] == 0.2
     from edgefer.data import load_faces
     from edgefer.errors import UserError
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     with pytest.raises(UserError, match="share of the training rows"):
         train(load_faces(small_slice), tmp_path / "x", TrainConfig(holdout=1.0, max_steps=1), progress=False)
@@ -65,7 +68,8 @@ def test_resume_keeps_the_rows_it_started_with(tmp_path, small_slice):
     rows and validate on others: refused in one line, the run left as it was."""
     from edgefer.data import load_faces
     from edgefer.errors import UserError
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(small_slice)
     cfg = TrainConfig(epochs=2, batch_size=64, threads=1, holdout=0.25, max_steps=1)

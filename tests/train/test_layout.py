@@ -37,7 +37,7 @@ def test_default_layout_keeps_the_module_names_of_older_checkpoints():
 
 
 def test_stage9_layout_is_within_the_budget():
-    """The re-balanced layout of MODEL.md (stage 9): 8 convolutions, <= 150 MFLOPs, <= 5 MB as FP32."""
+    """The re-balanced layout of docs/training-history.md (stage 9): 8 convolutions, <= 150 MFLOPs, <= 5 MB as FP32."""
     net = EmotionNet((32, 48, 96, 192), depths=(1, 2, 2, 3))
     assert 2 * count_macs(net, 48) <= 150e6
     assert 4 * sum(p.numel() for p in net.parameters()) <= 5e6

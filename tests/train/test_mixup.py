@@ -28,7 +28,8 @@ def test_mix_batch_blends_faces_and_targets_alike():
 
 def test_mixup_changes_the_run_and_is_reproducible(tmp_path, small_slice):
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(small_slice)
     small = dict(epochs=1, batch_size=64, threads=1, max_steps=3)
@@ -47,7 +48,8 @@ def test_mixup_with_fixed_teacher_targets_is_refused(tmp_path, small_slice):
     """The multi-view teacher's targets belong to the unblended faces: the two do not go together."""
     from edgefer.data import load_faces
     from edgefer.errors import UserError
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     cfg = TrainConfig(mixup=0.4, teacher=str(tmp_path / "t.pt"), teacher_views="multi", max_steps=1)
     with pytest.raises(UserError, match="teacher-views flip"):

@@ -52,7 +52,8 @@ def test_refuses_to_overwrite_a_run_without_resume(run_dir, slice_npz):
 def test_seeded_runs_are_reproducible(tmp_path, slice_npz):
     """Two runs with the same seed and config give bit-identical weights."""
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(slice_npz)
     for name in ("a", "b"):
@@ -65,7 +66,8 @@ def test_seeded_runs_are_reproducible(tmp_path, slice_npz):
 
 def test_resume_across_epochs(tmp_path, slice_npz):
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(slice_npz)
     small = dict(batch_size=256, threads=1)  # 2 steps per epoch on 512 rows
@@ -83,8 +85,9 @@ def test_moving_average_is_delivered_and_survives_resume(tmp_path, slice_npz):
     """With --ema the checkpoint delivers the averaged weights (export and --init take them), and a
     run interrupted between epochs ends with the same average as an uninterrupted one."""
     from edgefer.data import load_faces
-    from edgefer.train.export import load_checkpoint
-    from edgefer.train.recipe import TrainConfig, delivered_weights, train
+    from edgefer.train.checkpoint import delivered_weights, load_checkpoint
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(slice_npz)
     small = dict(batch_size=256, threads=1, ema=0.5)  # 2 steps per epoch on 512 rows
@@ -109,8 +112,9 @@ def test_fine_tune_stage_starts_from_init_and_sees_deployment_framing(tmp_path, 
     batch re-framed by the deployment detector and aligner (cached, so a resumed run reuses it)."""
     from edgefer.cli.train import load_template
     from edgefer.data import load_faces
+    from edgefer.train.config import TrainConfig
     from edgefer.train.realign import realigned_cached
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.recipe import train
 
     faces = load_faces(slice_npz)
     tpl = load_template(None)["points"]
@@ -241,7 +245,7 @@ def test_model_without_contract_is_refused(tmp_path, exported):
 def test_teacher_targets_are_the_flip_average(run_dir):
     """The teacher's targets are the mean of its outputs on a batch and on its mirror image: the same
     for a face and its mirror, probabilities summing to 1, intensities in 0..1."""
-    from edgefer.train.export import load_checkpoint
+    from edgefer.train.checkpoint import load_checkpoint
     from edgefer.train.recipe import teacher_targets
 
     teacher, _ = load_checkpoint(run_dir / "last.pt")
@@ -260,7 +264,8 @@ def test_distillation_changes_only_the_targets(tmp_path, slice_npz, run_dir):
     """A teacher at weight 0 leaves the run bit-identical to one without (it draws no random numbers
     and touches no weights); at weight 1 the student learns something else."""
     from edgefer.data import load_faces
-    from edgefer.train.recipe import TrainConfig, train
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
 
     faces = load_faces(slice_npz)
     small = dict(epochs=1, batch_size=64, threads=1, max_steps=3)
@@ -282,8 +287,9 @@ def test_intensity_head_has_its_own_distill_weight():
     loss is that of `distill` whatever it is."""
     import torch.nn.functional as F
 
+    from edgefer.train.config import TrainConfig
     from edgefer.train.model import EmotionNet
-    from edgefer.train.recipe import TrainConfig, batch_losses
+    from edgefer.train.recipe import batch_losses
 
     torch.manual_seed(0)
     model = EmotionNet().eval()

@@ -7,8 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
 
+from edgefer.train.config import TrainConfig  # noqa: E402
 from edgefer.train.model import EmotionNet  # noqa: E402
-from edgefer.train.recipe import TrainConfig, _bn_stats_frozen, sam_ascend, sam_descend, train  # noqa: E402
+from edgefer.train.recipe import _bn_stats_frozen, sam_ascend, sam_descend, train  # noqa: E402
 
 
 def _net_with_grads() -> EmotionNet:

@@ -15,7 +15,8 @@ from edgefer.data import load_faces  # noqa: E402
 from edgefer.edge.classifier import default_model_path  # noqa: E402
 from edgefer.errors import UserError  # noqa: E402
 from edgefer.train import teacher_views as tv  # noqa: E402
-from edgefer.train.recipe import TrainConfig, train  # noqa: E402
+from edgefer.train.config import TrainConfig  # noqa: E402
+from edgefer.train.recipe import train  # noqa: E402
 
 SPEC = InputSpec(size=48)
 

@@ -1,7 +1,7 @@
-"""`scripts/stage12_gpu.py`, the one-call GPU recipe of MODEL.md's stage 12, kept working between the
-sessions that have a GPU: its smoke mode runs every step (teacher, student distilling it from the
-embedded model, the float16 teacher weights, the kept files) on the CPU, and the kept teacher weights
-serve later calls (`--teacher`), one of them training two students at once (`--seeds`)."""
+"""`scripts/distill_on_gpu.py`, the one-call GPU distillation of stages 12 and 13 in docs/training-history.md,
+kept working between the sessions that have a GPU: its smoke mode runs every step (teacher, student
+distilling it from the embedded model, the float16 teacher weights, the kept files) on the CPU, and the
+kept teacher weights serve later calls (`--teacher`), one of them training two students at once (`--seeds`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch", reason="the training extra (torch) is not installed")
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stage12_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "distill_on_gpu.py"
 
 
 def run(*args: object) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def run(*args: object) -> subprocess.CompletedProcess:
 
 
 def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, small_slice, yunet_path):
-    from edgefer.train.recipe import load_checkpoint
+    from edgefer.train.checkpoint import load_checkpoint
 
     base = ("--data", small_slice, "--detector", yunet_path, "--device", "cpu", "--threads", "2", "--holdout", "0.25")
     common = (*base, "--smoke", "2")
@@ -59,7 +59,7 @@ def test_smoke_run_keeps_student_and_teacher_and_reuses_the_teacher(tmp_path, sm
 
 
 def test_epoch_plan_fits_the_time_left():
-    from stage12_gpu import EPOCH_OVERHEAD, MAX_EPOCHS, plan_epochs
+    from distill_on_gpu import EPOCH_OVERHEAD, MAX_EPOCHS, plan_epochs
 
     t, s = plan_epochs(200, 0.010, 0.012, 224, train_teacher=True)  # 2.4 s and 2.9 s an epoch with the margin
     assert (t, s) == (37, 38)  # 45% of 200 s to the teacher, the rest to the student

@@ -1,4 +1,5 @@
-"""Stage 12 of the default model (MODEL.md) in one call on a lent GPU machine, inside a time budget.
+"""Distil a wide teacher into the default model in one call on a lent GPU machine, inside a time budget
+(stages 12 and 13 of docs/training-history.md ran through it).
 
 1. a wide teacher (widths 64,128,256,512, depths 2,2,2,2; about 6x the student's cost) trained from
    scratch on the Training rows with deployment framing and a weight average;
@@ -14,7 +15,7 @@ copied to `--keep`. `--teacher` takes such weights from an earlier call instead 
 each with its own log; `--epochs` then fixes their epochs (the probe times one student alone).
 The recipe is `edgefer.train.recipe.train`, as `edgefer train` runs it, with cuDNN's autotuner on.
 
-    python scripts/stage12_gpu.py --data fer2013_trainval.npz --detector yunet.onnx \\
+    python scripts/distill_on_gpu.py --data fer2013_trainval.npz --detector yunet.onnx \\
         --runs /tmp/runs --keep $OUT --device cuda --budget 540
 """
 
@@ -147,8 +148,10 @@ def main() -> int:
     from edgefer.cli.train import load_template
     from edgefer.data import load_faces
     from edgefer.errors import UserError
+    from edgefer.train.checkpoint import delivered_weights
+    from edgefer.train.config import TrainConfig
     from edgefer.train.realign import usable_cores
-    from edgefer.train.recipe import TrainConfig, delivered_weights, train
+    from edgefer.train.recipe import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     torch.backends.cudnn.benchmark = True
