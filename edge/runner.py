@@ -200,14 +200,20 @@ class Runner:
                 log.exception("sink %s failed in %s (counted; further failures are not logged)", name, method)
             self.sink_errors[name] = self.sink_errors.get(name, 0) + 1
 
-    def close(self) -> None:
-        """Stop the capture, close every sink (MQTT publishes `offline` and flushes), then the models."""
+    def close(self, models: bool = True) -> None:
+        """Stop the capture, close every sink (MQTT publishes `offline` and flushes), then the models.
+        `models=False` leaves the models open: for a run loop that is still inside an inference
+        (freeing a session under it aborts the process); the exit frees them."""
         self.capture.stop(timeout=1.0)
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception:
                 log.exception("closing sink %s", getattr(sink, "name", sink))
+        if models:
+            self.close_models()
+
+    def close_models(self) -> None:
         close = getattr(self.pipeline, "close", None)
         if callable(close):
             close()

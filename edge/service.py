@@ -163,14 +163,17 @@ class Service:
         deadline = time.monotonic() + timeout
         self._run_stop.set()
         self._thread.join(max(0.0, deadline - time.monotonic() - 1.0))
-        finished = not self._thread.is_alive()
-        if not finished:
-            log.error("the run loop did not stop within %.1f s; closing anyway", timeout)
-        closer = threading.Thread(target=self.runner.close, name="edgefer-close", daemon=True)
+        closer = threading.Thread(target=self.runner.close, kwargs={"models": False}, name="edgefer-close", daemon=True)
         closer.start()
         closer.join(max(0.1, deadline - time.monotonic()))
         if closer.is_alive():
             log.error("closing the sinks took longer than the stop budget")
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        finished = not self._thread.is_alive()
+        if finished:
+            self.runner.close_models()
+        else:  # freeing a model that a thread is still running aborts the process: leave it to the exit
+            log.error("the run loop did not stop within %.1f s; sinks closed, models left to the exit", timeout)
         self._undelivered = self.runner.undelivered() if hasattr(self.runner, "undelivered") else []
         self.runner = None
         return finished

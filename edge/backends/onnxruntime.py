@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,32 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(i
            "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, cgroups, systemd's CPUAffinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int = 0, providers: list[str] | None = None,
                  model: Any = None) -> None:
-        """`threads` is the intra-op thread count (0: ONNX Runtime's default). `model` is an
-        already-checked ModelProto for `path`, to avoid parsing the file twice."""
+        """`threads` is the intra-op thread count (0: one per CPU this process may run on). `model`
+        is an already-checked ModelProto for `path`, to avoid parsing the file twice.
+
+        The count is always set explicitly: with its default, ONNX Runtime pins its threads to cores
+        (`sched_setaffinity`), which the service's system-call filter (`~@resources`) refuses; the
+        device lab's VM showed the refusal in the journal and a SIGABRT when the service stopped."""
         import onnxruntime as ort
 
         self.path = Path(path)
         model = model if model is not None else load_onnx(path)
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = threads or usable_cpus()
+        opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3

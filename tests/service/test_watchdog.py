@@ -89,8 +89,12 @@ def test_hung_pipeline_stops_the_pings(tmp_path):
         assert any("hung" in s for s in h.sock.statuses())
     finally:
         took = h.stop()
+        closed_while_hung = h.pipeline.closed
         h.pipeline.unhang.set()
     assert took < 5.0 and h.code == [0]
+    # The sinks are flushed, but the models stay open under the hung inference: freeing an ONNX
+    # Runtime session that a thread is still running aborts the process (seen in the device lab).
+    assert h.sink.closed and not closed_while_hung
 
 
 def test_sighup_with_bad_config_keeps_the_old_one(tmp_path):

@@ -21,6 +21,10 @@ mainpid() { systemctl show -p MainPID --value edgefer; }
 frames() {  # count faces messages arriving within $1 seconds
   timeout "$1" mosquitto_sub -h 127.0.0.1 -t 'edgefer/+/faces' -q 1 2>/dev/null | wc -l
 }
+next_frame() {  # seconds until the next faces message (at most $1), or "none"
+  local t0; t0=$(now)
+  if mosquitto_sub -h 127.0.0.1 -t 'edgefer/+/faces' -C 1 -W "$1" >/dev/null 2>&1; then since "$t0"; else echo none; fi
+}
 
 result "boot to lab start" 1 "$(cut -d' ' -f1 /proc/uptime) s since kernel start"
 
@@ -37,6 +41,10 @@ p = sys.argv[1]
 t = open(p).read()
 t = t.replace("[detector]\n", '[detector]\nmodel = "/opt/lab/yunet.onnx"\n', 1)
 t += '\n[mqtt]\nhost = "127.0.0.1"\ndevice_id = "lab"\n'
+# Under TCG a frame takes seconds (about 50x a real board): give the hang detector room below
+# WatchdogSec=30, or systemd's watchdog (rightly) kills a pipeline this slow.
+assert "hang_timeout_s = 10.0\n" in t
+t = t.replace("hang_timeout_s = 10.0\n", "hang_timeout_s = 25.0\n", 1)
 open(p, "w").write(t)
 PY
 cp "$CONF" /tmp/good.toml
@@ -55,12 +63,14 @@ result "systemctl status line" "$(echo "$st" | grep -q streaming && echo 1 || ec
 # -- reload -----------------------------------------------------------------------------------
 pid=$(mainpid); t0=$(now)
 timeout 120 systemctl reload edgefer
-ok=$([ "$(mainpid)" = "$pid" ] && systemctl is-active -q edgefer && [ "$(frames 5)" -gt 0 ] && echo 1 || echo 0)
-result "reload, good config" "$ok" "$(since "$t0") s to frames again, same PID"
+next=$(next_frame 180)
+ok=$([ "$(mainpid)" = "$pid" ] && systemctl is-active -q edgefer && [ "$next" != none ] && echo 1 || echo 0)
+result "reload, good config" "$ok" "$(since "$t0") s from reload to frames again, same PID"
 echo 'this is [not toml' >>"$CONF"
 timeout 60 systemctl reload edgefer
 sleep 2
-ok=$(systemctl is-active -q edgefer && journalctl -u edgefer --no-pager | grep -q 'reload refused' && [ "$(frames 5)" -gt 0 ] && echo 1 || echo 0)
+next=$(next_frame 60)
+ok=$(systemctl is-active -q edgefer && journalctl -u edgefer --no-pager | grep -q 'reload refused' && [ "$next" != none ] && echo 1 || echo 0)
 result "reload, broken config (old one kept)" "$ok" "$(journalctl -u edgefer --no-pager | grep -m1 'reload refused' | sed 's/.*: reload/reload/' | cut -c1-120)"
 n=$(journalctl -u edgefer --no-pager -o cat SYSLOG_IDENTIFIER=edgefer | grep -c .)
 result "journald has the daemon's log lines" "$(journalctl -u edgefer --no-pager -o cat | grep -q 'reload refused' && echo 1 || echo 0)" \
@@ -73,9 +83,9 @@ echo vivid.0 >/sys/bus/platform/drivers/vivid/unbind
 sleep 3
 gone=$([ -e /dev/video0 ] && echo no || echo yes)
 echo vivid.0 >/sys/bus/platform/drivers/vivid/bind
-t1=$(now)
-if wait_for 60 test "$(frames 2)" -gt 0; then ok=1; else ok=0; fi
-result "camera vanishes and returns" "$ok" "device gone: $gone; frames again $(since "$t1") s after it returned"
+next=$(next_frame 180)
+ok=$([ "$gone" = yes ] && [ "$next" != none ] && echo 1 || echo 0)
+result "camera vanishes and returns" "$ok" "device gone: $gone; frames again $next s after it returned (backoff_max_s 30)"
 
 # -- the watchdog restarts a hung daemon --------------------------------------------------------
 restarts0=$(systemctl show -p NRestarts --value edgefer)
@@ -83,7 +93,8 @@ pid=$(mainpid); t0=$(now)
 kill -STOP "$pid"
 wait_for 120 test "$(mainpid)" != "$pid" -a "$(mainpid)" != 0
 wait_for 120 systemctl is-active -q edgefer
-ok=$([ "$(systemctl show -p NRestarts --value edgefer)" -gt "$restarts0" ] && [ "$(frames 5)" -gt 0 ] && echo 1 || echo 0)
+next=$(next_frame 180)
+ok=$([ "$(systemctl show -p NRestarts --value edgefer)" -gt "$restarts0" ] && [ "$next" != none ] && echo 1 || echo 0)
 result "watchdog kills a hung daemon, systemd restarts it" "$ok" "$(since "$t0") s from SIGSTOP to frames again (WatchdogSec=30, RestartSec=5)"
 
 # -- hardening ------------------------------------------------------------------------------------
@@ -111,10 +122,15 @@ cp /tmp/good.toml "$CONF"
 timeout 300 systemctl restart edgefer
 
 # -- SIGTERM stops within 5 s -----------------------------------------------------------------------
-wait_for 60 test "$(frames 2)" -gt 0
+next_frame 180 >/dev/null
+pid=$(mainpid)
 t0=$(now)
 timeout 30 systemctl stop edgefer
 took=$(since "$t0")
-result "stop (SIGTERM) within 5 s" "$(python3 -c "print(int($took < 5.0))")" "$took s, result $(systemctl show -p Result --value edgefer)"
+res=$(systemctl show -p Result --value edgefer)
+how="$(systemctl show -p ExecMainCode --value edgefer)/$(systemctl show -p ExecMainStatus --value edgefer)"
+last="$(journalctl -u edgefer --no-pager -o cat _PID="$pid" | tail -n 6 | tr '\n' '|' | cut -c1-600)"
+result "stop (SIGTERM) within 5 s, clean exit" "$(python3 -c "print(int($took < 5.0 and '$res' == 'success'))")" \
+  "$took s, result $res (code/status $how); last lines: $last"
 
 echo "LAB-DONE" | tee /dev/kmsg
