@@ -56,6 +56,7 @@ class Runner:
         self.faces_over_limit = 0
         self.events = 0
         self.sink_errors: dict[str, int] = {}
+        self._closing = False
         self.latency_ms = 0.0  # newest frame: capture (live) or dequeue (files) to published
         self.latency_max_ms = 0.0
         self.stage_ms: dict[str, float] = {}  # exponential average per stage
@@ -188,6 +189,8 @@ class Runner:
         return FrameResult(frame=frame, faces=results, timings_ms=timings, faces_detected=len(detected))
 
     def _call(self, method: str, arg: Any) -> None:
+        if self._closing:  # a frame finished after the stop: its sinks are closed or closing
+            return
         for sink in self.sinks:
             self._call_one(sink, method, arg)
 
@@ -204,6 +207,7 @@ class Runner:
         """Stop the capture, close every sink (MQTT publishes `offline` and flushes), then the models.
         `models=False` leaves the models open: for a run loop that is still inside an inference
         (freeing a session under it aborts the process); the exit frees them."""
+        self._closing = True
         self.capture.stop(timeout=1.0)
         for sink in self.sinks:
             try:
