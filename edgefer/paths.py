@@ -97,8 +97,9 @@ def probe_output(path: str | Path, folder: bool = False, parents: bool = True) -
         raise OSError(exc.errno, exc.strerror, str(home)) from None
 
 
-def check_output(path: str | Path, folder: bool = False, parents: bool = True,
-                 error: type[UserError] = UserError) -> None:
+def check_output(
+    path: str | Path, folder: bool = False, parents: bool = True, error: type[UserError] = UserError
+) -> None:
     """`probe_output` as a user error: call it before the work whose result goes to `path`."""
     with writing(path, error):
         probe_output(path, folder=folder, parents=parents)
