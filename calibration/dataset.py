@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 
 from edgefer.contract import CLASS_NAMES, InputSpec, preprocess
 from edgefer.errors import UserError
+from edgefer.paths import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def counts_per_class(labels: np.ndarray) -> dict[str, int]:
 
 
 def save(cset: CalibrationSet, out: Path) -> Path:
-    """Write atomically (temp file, then rename); the manifest gets `sha256`, counts and format."""
+    """Write atomically (`edgefer.paths.atomic_path`); the manifest gets `sha256`, counts and format."""
     out = Path(out)
     manifest = dict(cset.manifest)
     manifest.update({
@@ -108,15 +108,9 @@ def save(cset: CalibrationSet, out: Path) -> Path:
         "counts": counts_per_class(cset.labels),
         "sha256": content_sha256(cset.pixels, cset.labels),
     })
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, pixels=cset.pixels.astype(np.uint8), labels=cset.labels.astype(np.int64),
-                                manifest=np.array(json.dumps(manifest, sort_keys=True)))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, pixels=cset.pixels.astype(np.uint8), labels=cset.labels.astype(np.int64),
+                            manifest=np.array(json.dumps(manifest, sort_keys=True)))
     cset.manifest = manifest
     cset.path = str(out)
     return out

@@ -117,9 +117,7 @@ def format_report(m: dict[str, Any], title: str = "") -> str:
 
 
 def plot_confusion(m: dict[str, Any], path: Path, title: str = "") -> None:
-    """Row-normalised confusion matrix as a PNG (needs matplotlib)."""
-    import os
-
+    """Row-normalised confusion matrix as a PNG (needs matplotlib), written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +137,10 @@ def plot_confusion(m: dict[str, Any], path: Path, title: str = "") -> None:
     ax.set_ylabel("true")
     ax.set_title(title or f"accuracy {100 * m['accuracy']:.1f}% (n={m['n']}), % of row")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from .paths import atomic_path
+
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)

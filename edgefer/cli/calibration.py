@@ -44,9 +44,11 @@ def build(sources: tuple[Path, ...], out: Path, model: Path | None, per_class: i
     from edgefer.edge.classifier import default_model_path
     from edgefer.errors import UserError
     from edgefer.modelinfo import read_onnx_info
+    from edgefer.paths import check_output
 
     if out.exists() and not force:
         raise UserError(f"{out}: exists; pass --force to overwrite")
+    check_output(out)  # before the faces are found and cropped
     model_path = model or default_model_path()
     info = read_onnx_info(model_path)
     cset = build_calibration_set(list(sources), out, info.input, per_class=per_class, limit=limit,

@@ -51,6 +51,10 @@ def eval_cmd(data: Path, model: Path | None, split: str | None, as_json: bool, p
 
     if not data.exists():
         raise UserError(f"{data}: no such file or directory")
+    if plot:
+        from edgefer.paths import check_output
+
+        check_output(plot)  # before the evaluation
     options = {"threads": threads} if threads and backend in ("auto", "onnxruntime") and (model is None or model.suffix == ".onnx") else {}
     classifier = Classifier.open(model, backend=backend, **options)
     faces = load_eval_data(data, split, model, detector, threads, classifier=classifier)

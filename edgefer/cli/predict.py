@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -16,24 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def write_image_atomic(path: Path, image) -> None:
-    """Encode by the file's suffix, write to a temp file beside it, then rename (no half files)."""
+    """Encode by the file's suffix and write it atomically (no half files; `edgefer.paths`)."""
     import cv2
+
+    from edgefer.paths import write_bytes_atomic
 
     ok, data = cv2.imencode(path.suffix or ".jpg", image)
     if not ok:
         raise UserError(f"{path}: cannot encode image")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.tobytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, data.tobytes(), mode=0o644)
 
 
 def annotation_path(out_dir: Path, root: Path, image_path: Path) -> Path:
@@ -88,6 +77,10 @@ def predict(paths: tuple[Path, ...], as_json: bool, annotate: Path | None, model
     if missing:
         raise UserError(f"no such file or directory: {', '.join(missing)}")
     sources = [ImageFolderSource(p, recursive=True, warn=False) for p in paths]  # refuses empty folders up front
+    if annotate is not None:
+        from edgefer.paths import check_output
+
+        check_output(annotate, folder=True)  # before the first result is printed
     pipeline = open_pipeline(model=model, shadow=ShadowConfig(), detector=detector, threads=threads,
                              max_faces=max_faces, input_width=input_width)
     failed = 0
