@@ -145,10 +145,15 @@ class Runner:
         self._call("status", self.snapshot())
 
     def step(self, frame: Frame) -> FrameResult:
-        """One frame through pipeline, tracker and sinks."""
+        """One frame through pipeline, tracker and sinks. A `new_scene` frame (the next still of a
+        photo folder) first ends every track, so nothing is tracked or smoothed across it."""
         t_got = time.monotonic()
+        events: list[dict[str, Any]] = []
+        if frame.new_scene and self.tracker is not None:
+            events = self.tracker.new_scene(frame.timestamp)
         result = self._process(frame)
-        events = self.tracker.update(result) if self.tracker is not None else []
+        if self.tracker is not None:
+            events += self.tracker.update(result)
         for sink in self.sinks:
             self._call_one(sink, "publish", result)
             for event in events:
@@ -248,8 +253,10 @@ def open_capture(config: Any) -> Capture:
     cls = source_class(kind)
     live = kind not in ("video", "images")
 
+    options = {"sequence": sc.sequence} if kind == "images" else {}
+
     def factory() -> Any:
-        return cls(location, width=sc.width, height=sc.height, fps=sc.fps)
+        return cls(location, width=sc.width, height=sc.height, fps=sc.fps, **options)
 
     first = None if live else factory()  # fail fast on a bad file
 

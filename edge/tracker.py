@@ -8,6 +8,8 @@ reported emotion (`stable_emotion`) only when another emotion's smoothed probabi
 current one by `switch_margin` for `switch_hold_s` seconds.
 
 All time arithmetic uses `Frame.monotonic`; wall-clock `Frame.timestamp` only goes into events.
+A frame marked `new_scene` (an unrelated still) gets a fresh tracker from the run loop
+(`Tracker.new_scene`), so a photo's faces are never blended with the previous photo's.
 """
 
 from __future__ import annotations
@@ -221,6 +223,13 @@ class Tracker:
         """End every track (at shutdown): their `track_ended` events."""
         events = [self._ended(t, t.last_seen, timestamp) for t in self.tracks]
         self.tracks = []
+        return events
+
+    def new_scene(self, timestamp: float) -> list[dict[str, Any]]:
+        """Start afresh for an unrelated frame (the next still of a photo folder): every track ends
+        (their `track_ended` events are returned) and track ids start again at 1."""
+        events = self.end_all(timestamp)
+        self._next_id = 1
         return events
 
     # -- internals -------------------------------------------------------------------------

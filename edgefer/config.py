@@ -41,13 +41,17 @@ class SourceConfig(_Section):
                             "picamera2://0, rtsp://..., http(s)://... Unset: the platform's usual camera (as --camera).")
     width: int | None = Field(None, gt=0, description="Requested capture width in pixels (cameras only; unset: the driver's default).")
     height: int | None = Field(None, gt=0, description="Requested capture height in pixels (cameras only).")
-    fps: float | None = Field(None, gt=0, description="Requested capture frame rate (cameras only).")
+    fps: float | None = Field(None, gt=0, description="Requested capture frame rate (cameras); the nominal frame rate of an "
+                              "image folder read as a sequence (unset: 30).")
     stall_timeout_s: float = Field(5.0, gt=0, le=600, description="A live source that delivers no frame for this many "
                                    "seconds is declared stalled and reopened.")
     backoff_initial_s: float = Field(0.5, gt=0, le=30, description="First retry delay after a source fails to open; "
                                      "doubles on each failure.")
     backoff_max_s: float = Field(30.0, gt=0, le=300, description="Longest retry delay between attempts to open a missing camera.")
     loop: bool = Field(False, description="Start a video file or image folder again when it ends (demos, soak tests).")
+    sequence: bool = Field(False, description="An image folder is one scene's frames in name order (a time-lapse, frames "
+                           "exported from a video): track and smooth across its images. Off: each image is its own "
+                           "still, tracked and smoothed alone. Videos and cameras are always tracked.")
     min_frame_size: int = Field(16, ge=1, description="Frames smaller than this (either side, pixels) are dropped as corrupt.")
 
 

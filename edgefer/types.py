@@ -14,13 +14,17 @@ from .contract import CLASS_NAMES
 
 @dataclass(slots=True)
 class Frame:
-    """One captured image: BGR uint8 H x W x 3, its index in the stream and when it was captured."""
+    """One captured image: BGR uint8 H x W x 3, its index in the stream and when it was captured.
+
+    `new_scene` marks a frame unrelated to the one before (the next still of a folder of photos):
+    the run loop starts the tracker afresh on it, so nothing is tracked or smoothed across it."""
 
     image: np.ndarray
     index: int
     timestamp: float  # wall clock, seconds since the epoch (for payloads)
     monotonic: float  # time.monotonic() at capture (for all time arithmetic)
     source: str = ""
+    new_scene: bool = False
 
 
 @dataclass(slots=True)

@@ -2,7 +2,13 @@
 
 Nothing is dropped: a file source is not live, so a slow model just takes longer. Frame times come
 from the media, not the wall clock (a video's own timestamps, an image folder's nominal `fps`),
-so smoothing over seconds gives the same result however fast the file is processed.
+so smoothing over seconds gives the same result however fast the file is processed. `start`
+(monotonic seconds of the first frame, default: when the source is opened) lets a looping capture
+or a sequence of several folders continue one clock (`next_monotonic`) instead of going back.
+
+A folder of photos is a set of unrelated stills: each image is its own scene (`Frame.new_scene`),
+so the run loop tracks and smooths nothing across files. `sequence=True` says the images are frames
+of one scene (a time-lapse, frames exported from a video): they are tracked like a video's.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ def read_image(path: Path) -> np.ndarray | None:
     return image if image is not None and image.size else None
 
 
+def _clock_origin(start: float | None) -> tuple[float, float]:
+    """(wall, monotonic) of a file's first frame: now, or `start` on the monotonic clock (the wall
+    time is only for display, so it is derived from it)."""
+    wall, mono = time.time(), time.monotonic()
+    return (wall, mono) if start is None else (wall + (start - mono), start)
+
+
 class VideoFileSource:
     """A video file, every frame in order. Undecodable frames inside the file are skipped and
     counted in `skipped`; `decode_ms` is the time the last `read()` took."""
@@ -51,9 +64,9 @@ class VideoFileSource:
     live = False
 
     def __init__(self, path: str | Path, width: int | None = None, height: int | None = None,
-                 fps: float | None = None) -> None:
+                 fps: float | None = None, start: float | None = None) -> None:
         """`width`, `height`, `fps` are accepted for a uniform source signature and ignored:
-        a file is read as recorded."""
+        a file is read as recorded. `start`: see the module docstring."""
         self.path = Path(path)
         self.name = str(self.path)
         if not self.path.is_file():
@@ -67,8 +80,7 @@ class VideoFileSource:
         self.skipped = 0
         self.decode_ms = 0.0
         self._index = 0
-        self._t0_wall = time.time()
-        self._t0_mono = time.monotonic()
+        self._t0_wall, self._t0_mono = _clock_origin(start)
         t = time.perf_counter()
         self._pending = self._next()
         self.decode_ms = (time.perf_counter() - t) * 1000.0
@@ -88,6 +100,11 @@ class VideoFileSource:
                 self.skipped += 1
                 continue
             return None
+
+    @property
+    def next_monotonic(self) -> float:
+        """The stream time the next frame would have (where a following pass or file starts)."""
+        return self._t0_mono + self._index / self.fps
 
     def read(self) -> Frame | None:
         if self._cap is None:
@@ -112,15 +129,19 @@ class VideoFileSource:
 
 class ImageFolderSource:
     """Images of a folder (or one image file) in name order, one frame each. Unreadable images are
-    skipped with a warning and listed in `unreadable`; frame `i` is timed at `i / fps` seconds."""
+    skipped with a warning and listed in `unreadable`; frame `i` is timed at `i / fps` seconds.
+    Every frame starts a new scene unless `sequence` (see the module docstring)."""
 
     live = False
 
     def __init__(self, path: str | Path, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, recursive: bool = False, warn: bool = True) -> None:
+                 fps: float | None = None, recursive: bool = False, warn: bool = True,
+                 sequence: bool = False, start: float | None = None) -> None:
         """`recursive`: also images in subfolders. `warn`: log a warning per unreadable image
-        (callers that report them themselves pass False)."""
+        (callers that report them themselves pass False). `sequence`, `start`: see the module
+        docstring."""
         self.warn = warn
+        self.sequence = sequence
         self.path = Path(path)
         self.name = str(self.path)
         if self.path.is_file():
@@ -138,12 +159,20 @@ class ImageFolderSource:
         self.current: Path | None = None  # file of the last frame read
         self._pos = 0
         self._index = 0
-        self._t0_wall = time.time()
-        self._t0_mono = time.monotonic()
+        self.set_start(start)
+
+    def set_start(self, start: float | None) -> None:
+        """Time the first frame at `start` (monotonic seconds; None: now). Call before reading."""
+        self._t0_wall, self._t0_mono = _clock_origin(start)
 
     @property
     def skipped(self) -> int:
         return len(self.unreadable)
+
+    @property
+    def next_monotonic(self) -> float:
+        """The stream time the next frame would have (where a following pass or folder starts)."""
+        return self._t0_mono + self._index / self.fps
 
     def read(self) -> Frame | None:
         t = time.perf_counter()
@@ -160,7 +189,7 @@ class ImageFolderSource:
             self.current = path
             media_s = self._index / self.fps
             frame = Frame(image=image, index=self._index, timestamp=self._t0_wall + media_s,
-                          monotonic=self._t0_mono + media_s, source=str(path))
+                          monotonic=self._t0_mono + media_s, source=str(path), new_scene=not self.sequence)
             self._index += 1
             return frame
         return None

@@ -34,14 +34,21 @@ def annotation_path(out_dir: Path, root: Path, image_path: Path) -> Path:
 
 
 def summary_line(path: str, faces: list) -> str:
+    """One line per image; tracked faces (--sequence) show their track id and smoothed emotion."""
     if not faces:
         return f"{path}: no face"
     parts = []
     for f in faces:
         d = f.to_dict()
-        top = d["emotion"]
-        parts.append(f"{top} {d['probabilities'][top]:.2f} (intensity {d['intensity'][top]:.2f}) at "
-                     + ",".join(str(int(round(v))) for v in d["box"]))
+        if "track_id" in d:
+            top = d["stable_emotion"]
+            prob, inten = d["smoothed_probabilities"][top], d["smoothed_intensity"][top]
+            text = f"track {d['track_id']} {top} {prob:.2f} smoothed"
+        else:
+            top = d["emotion"]
+            prob, inten = d["probabilities"][top], d["intensity"][top]
+            text = f"{top} {prob:.2f}"
+        parts.append(f"{text} (intensity {inten:.2f}) at " + ",".join(str(int(round(v))) for v in d["box"]))
     return f"{path}: " + "; ".join(parts)
 
 
@@ -57,26 +64,36 @@ def summary_line(path: str, faces: list) -> str:
 @click.option("--max-faces", type=int, default=8, show_default=True, help="Largest faces kept per image.")
 @click.option("--input-width", type=int, default=320, show_default=True,
               help="Detector input width in pixels (multiple of 32); larger finds smaller faces.")
+@click.option("--sequence", is_flag=True, help="The images (all PATHS, in order, each folder by name) are frames "
+              "of one scene, 30 per second: faces are tracked and smoothed across them.")
 def predict(paths: tuple[Path, ...], as_json: bool, annotate: Path | None, model: Path | None,
-            detector: Path | None, threads: int, max_faces: int, input_width: int) -> None:
+            detector: Path | None, threads: int, max_faces: int, input_width: int, sequence: bool) -> None:
     """Emotions (with per-emotion intensity) of every face in images or folders (searched
     recursively). Unreadable images are reported on stderr and skipped; the exit status is 1 if any
     image could not be read.
+
+    Each image is its own still: nothing is carried from one image to the next. With --sequence
+    the images are frames of one scene: each face also gets a track id, smoothed probabilities and
+    intensities, and a stable emotion (the fields of `edgefer run`).
 
     \b
     Examples:
       edgefer predict face.jpg
       edgefer predict ../shared/data/photos/happy --json
       edgefer predict group.png --annotate out/ --detector face_detection_yunet_2026may.onnx
+      edgefer predict timelapse/ --sequence --json
     """
     from edgefer.edge.pipeline import open_pipeline
     from edgefer.edge.shadow import ShadowConfig
     from edgefer.edge.sources.files import ImageFolderSource
+    from edgefer.edge.tracker import Tracker
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UserError(f"no such file or directory: {', '.join(missing)}")
-    sources = [ImageFolderSource(p, recursive=True, warn=False) for p in paths]  # refuses empty folders up front
+    # refuses empty folders up front
+    sources = [ImageFolderSource(p, recursive=True, warn=False, sequence=sequence) for p in paths]
+    tracker = Tracker() if sequence else None
     if annotate is not None:
         from edgefer.paths import check_output
 
@@ -85,10 +102,14 @@ def predict(paths: tuple[Path, ...], as_json: bool, annotate: Path | None, model
                              max_faces=max_faces, input_width=input_width)
     failed = 0
     try:
-        for src in sources:
+        for prev, src in zip([None, *sources], sources):
+            if prev is not None:
+                src.set_start(prev.next_monotonic)  # one clock across all PATHS
             while (frame := src.read()) is not None:
                 path = src.current
                 result = pipeline.process(frame)
+                if tracker is not None:
+                    tracker.update(result)
                 if as_json:
                     click.echo(json.dumps({"path": str(path), "faces": [f.to_dict() for f in result.faces]}))
                 else:

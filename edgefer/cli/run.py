@@ -10,14 +10,15 @@ import click
 def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl: str | None, max_frames: int | None,
                          mqtt: str | None, model: Path | None, detector: Path | None, threads: int | None,
                          max_faces: int | None, loop: bool | None, web: bool | None,
-                         precision: str | None = None, mqtt_wait: float | None = None) -> dict:
+                         precision: str | None = None, mqtt_wait: float | None = None,
+                         sequence: bool | None = None) -> dict:
     """Command-line flags as a nested override of the configuration (None: not given)."""
     from edgefer.errors import UserError
 
     if source and camera:
         raise UserError("give either --source or --camera, not both")
     over: dict = {
-        "source": {"uri": source, "loop": loop},
+        "source": {"uri": source, "loop": loop, "sequence": sequence},
         # paths on the command line are relative to the working directory, not to the config file
         "classifier": {"model": str(model.absolute()) if model else None, "threads": threads,
                        "precision": precision},
@@ -67,9 +68,12 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
               "INT8 model, or auto (INT8 where this CPU computes it exactly and faster; the default).")
 @click.option("--max-faces", type=click.IntRange(min=1), help="At most N faces classified per frame.")
 @click.option("--loop/--no-loop", default=None, help="Restart a file or folder when it ends.")
+@click.option("--sequence/--no-sequence", default=None, help="An image folder is one scene's frames in name order "
+              "(a time-lapse): track and smooth across images. Default: each image is its own still, tracked and "
+              "smoothed alone ([source] sequence).")
 @click.option("--web/--no-web", default=None, help="Serve the overlay page (127.0.0.1 by default; see [web]).")
 def run(source, camera, config_file, display, jsonl, max_frames, mqtt, mqtt_wait, model, detector, threads, precision,
-        max_faces, loop, web):
+        max_faces, loop, sequence, web):
     """Run detection and emotion recognition on a live source until stopped.
 
     \b
@@ -78,15 +82,22 @@ def run(source, camera, config_file, display, jsonl, max_frames, mqtt, mqtt_wait
       edgefer run --camera --display                      # the platform's camera, in a window
       edgefer run --config /etc/edgefer/config.toml       # as the systemd service runs it
       edgefer run --camera --mqtt mqtt://broker.local     # results to MQTT
+      edgefer run --source photos/ --jsonl -              # every photo on its own
+      edgefer run --source timelapse/ --sequence --jsonl -  # the images as frames of one scene
 
     Under systemd (Type=notify) it reports READY, STATUS and watchdog pings; SIGTERM stops it,
     SIGHUP reloads the configuration (an invalid one is refused and the old one kept).
     A missing camera is retried with backoff (status camera_unavailable), never fatal.
+
+    Videos and cameras are tracked: a face keeps its track id and its emotions are smoothed over
+    time. A folder of photos (or one photo) is a set of unrelated stills: each image starts with a
+    fresh tracker, so track ids start at 1 in every image and smoothed values equal the image's own;
+    --sequence tracks across the images instead (frames timed at [source] fps, default 30).
     """
     from edgefer.config import load_config
     from edgefer.edge.runner import build_runner
     from edgefer.edge.service import Service
 
     over = overrides_from_flags(source, camera, display, jsonl, max_frames, mqtt, model, detector, threads,
-                                max_faces, loop, web, precision, mqtt_wait)
+                                max_faces, loop, web, precision, mqtt_wait, sequence)
     return Service(lambda: load_config(config_file, over), build_runner).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,26 @@ def test_plain_output(two_photos, yunet_path):
     p = cli("predict", two_photos / "a.jpg", "--detector", yunet_path)
     assert p.returncode == 0 and p.stdout.startswith(str(two_photos / "a.jpg") + ": ")
     assert any(name in p.stdout for name in CLASS_NAMES)
+
+
+def test_sequence_tracks_across_the_listed_files_in_order(two_photos, yunet_path):
+    """Two photos given as two files: without --sequence each is alone (no tracking fields, as the
+    test above checks); with it they are frames 1/30 s apart of one scene, in argument order."""
+    b, a = two_photos / "sub" / "b.jpg", two_photos / "a.jpg"
+    p = cli("predict", b, a, "--json", "--sequence", "--detector", yunet_path)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(ln) for ln in p.stdout.splitlines()]
+    assert [Path(d["path"]).name for d in lines] == ["b.jpg", "a.jpg"]
+    first, second = (d["faces"][0] for d in lines)
+    assert first["track_id"] == second["track_id"] == 1
+    assert first["smoothed_probabilities"] == first["probabilities"]
+    alpha = 1 - math.exp(-(1 / 30) / 0.15)
+    for n in CLASS_NAMES:
+        p0, p1 = first["probabilities"][n], second["probabilities"][n]
+        assert second["smoothed_probabilities"][n] == pytest.approx(p0 + alpha * (p1 - p0), abs=2e-4)
+    assert second["smoothed_probabilities"] != second["probabilities"]
+    plain = cli("predict", b, a, "--sequence", "--detector", yunet_path)
+    assert plain.returncode == 0 and plain.stdout.splitlines()[1].startswith(f"{a}: track 1 ")
 
 
 def test_missing_file(yunet_path, tmp_path):

@@ -151,3 +151,33 @@ def test_bad_frames_counted_end_to_end():
     snap = sink.statuses[-1][1]
     assert runner.frames == 900 and snap["frames"] == 900
     assert snap["frames_dropped_total"] == 100 == sum(snap["frames_dropped"].values())
+
+
+@pytest.mark.parametrize("sequence", [False, True], ids=["stills", "sequence"])
+def test_photo_folder_stills_are_tracked_alone_unless_a_sequence(tmp_path, photos_dir, pipeline, sequence):
+    """Real photos through the real pipeline and tracker: each still starts a fresh tracker (its
+    tracks end at the next photo), so smoothed values are the photo's own; a sequence is tracked."""
+    import shutil
+
+    from edgefer.edge.sources.files import ImageFolderSource
+    from edgefer.edge.tracker import Tracker
+
+    for i, cls in enumerate(["happy", "angry", "surprise"]):
+        shutil.copy(sorted((photos_dir / cls).glob("*.jpg"))[0], tmp_path / f"{i}.jpg")
+    cap = Capture(lambda: ImageFolderSource(tmp_path, sequence=sequence), live=False).start()
+    sink = RecordingSink()
+    runner = Runner(cap, pipeline, Tracker(), [sink])
+    runner.run(threading.Event())
+    cap.stop()
+    faces = [r.faces for r in sink.results]
+    assert [len(f) for f in faces] == [1, 1, 1]
+    faces = [f[0] for f in faces]
+    assert [f.track_id for f in faces] == [1, 1, 1]
+    blended = [not np.array_equal(f.smoothed_probabilities, f.probabilities) for f in faces]
+    types = [e["type"] for e in sink.events]
+    if sequence:
+        assert blended == [False, True, True] and types.count("track_started") == 1
+        assert "track_ended" not in types
+    else:
+        assert blended == [False, False, False]
+        assert types == ["track_started", "track_ended", "track_started", "track_ended", "track_started"]

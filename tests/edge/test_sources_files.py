@@ -143,3 +143,31 @@ def test_a_corrupt_frame_inside_a_clip_is_skipped_and_counted(face_clip, tmp_pat
     while (f := src.read()) is not None:
         frames.append(f.index)
     assert frames == list(range(len(where) - 1)) and src.skipped == 1
+
+
+def test_image_folder_stills_or_sequence_and_one_clock(tmp_path, photos_dir):
+    """Each image is a new scene unless `sequence`; `start` continues a clock (`next_monotonic`)."""
+    for i, p in enumerate(sorted((photos_dir / "happy").glob("*.jpg"))[:2]):
+        shutil.copy(p, tmp_path / f"{i}.jpg")
+    stills = ImageFolderSource(tmp_path)
+    assert [stills.read().new_scene, stills.read().new_scene, stills.read()] == [True, True, None]
+    seq = ImageFolderSource(tmp_path, fps=10, sequence=True)
+    a, b = seq.read(), seq.read()
+    assert not a.new_scene and not b.new_scene and b.monotonic - a.monotonic == pytest.approx(0.1)
+    assert seq.next_monotonic == pytest.approx(a.monotonic + 0.2)
+    more = ImageFolderSource(tmp_path, fps=10, sequence=True, start=seq.next_monotonic)
+    c = more.read()
+    assert c.monotonic == pytest.approx(b.monotonic + 0.1) and c.timestamp == pytest.approx(b.timestamp + 0.1, abs=1e-3)
+    more.set_start(5.0)
+    assert more.read().monotonic == pytest.approx(5.1)
+
+
+def test_video_frames_are_one_scene_and_start_continues_the_clock(face_clip):
+    path, where = face_clip
+    src = VideoFileSource(path)
+    frames = [src.read() for _ in range(3)]
+    assert not any(f.new_scene for f in frames)
+    again = VideoFileSource(path, start=src.next_monotonic)
+    assert again.read().monotonic == pytest.approx(frames[-1].monotonic + 1 / src.fps)
+    src.close()
+    again.close()

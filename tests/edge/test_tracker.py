@@ -173,3 +173,17 @@ def test_smoothing_reports_real_change_fast(clf, pairs, fps, drop):
     r = C.change_figures(clf, pairs, fps=fps, seed=3, drop=drop, before=2.0, after=2.0)
     print("change:", r)
     assert r["reported"] == r["pairs"] and r["max_s"] <= 0.5
+
+
+def test_new_scene_ends_every_track_and_restarts_ids():
+    tr = Tracker()
+    tr.update(frame(0.0, [[10, 10, 50, 50], [200, 10, 50, 50]]))
+    tr.update(frame(1 / 30, [[11, 10, 50, 50], [201, 10, 50, 50]]))
+    ended = tr.new_scene(1e9 + 0.1)
+    assert [(e["type"], e["track_id"]) for e in ended] == [("track_ended", 1), ("track_ended", 2)]
+    assert all(e["timestamp"] == 1e9 + 0.1 for e in ended)
+    r = frame(2 / 30, [[11, 10, 50, 50]], probs=[onehot(SAD)])
+    assert [e["type"] for e in tr.update(r)] == ["track_started"]
+    f = r.faces[0]  # same place, next frame: without the cut it would continue track 1, blended with happy
+    assert f.track_id == 1 and f.stable_emotion == "sad"
+    assert np.array_equal(f.smoothed_probabilities, f.probabilities)
