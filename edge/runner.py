@@ -254,9 +254,16 @@ def open_capture(config: Any) -> Capture:
     live = kind not in ("video", "images")
 
     options = {"sequence": sc.sequence} if kind == "images" else {}
+    previous: Any = None
 
     def factory() -> Any:
-        return cls(location, width=sc.width, height=sc.height, fps=sc.fps, **options)
+        # A looping file's next pass continues the stream clock where the last pass ended: the
+        # tracker's time never goes back (which would freeze smoothing until it caught up).
+        nonlocal previous
+        start = None if previous is None else previous.next_monotonic
+        previous = cls(location, width=sc.width, height=sc.height, fps=sc.fps, **options,
+                       **({} if live else {"start": start}))
+        return previous
 
     first = None if live else factory()  # fail fast on a bad file
 

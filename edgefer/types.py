@@ -16,15 +16,28 @@ from .contract import CLASS_NAMES
 class Frame:
     """One captured image: BGR uint8 H x W x 3, its index in the stream and when it was captured.
 
+    `monotonic` is the stream's clock, on the `time.monotonic()` scale, for tracking and smoothing:
+    a live frame's capture time; for a file, its position in the media from when the file was
+    opened, which runs ahead of real time when frames are processed faster than the media's frame
+    rate and behind it when slower. Ages ("how long ago did the newest frame come in") are measured
+    from `arrived`: `received`, the `time.monotonic()` at which a file source read the frame (None
+    for live sources, where it is `monotonic`). `timestamp` is wall-clock time, for display only.
+
     `new_scene` marks a frame unrelated to the one before (the next still of a folder of photos):
     the run loop starts the tracker afresh on it, so nothing is tracked or smoothed across it."""
 
     image: np.ndarray
     index: int
     timestamp: float  # wall clock, seconds since the epoch (for payloads)
-    monotonic: float  # time.monotonic() at capture (for all time arithmetic)
+    monotonic: float  # stream time on the time.monotonic() scale (for tracking and smoothing)
     source: str = ""
     new_scene: bool = False
+    received: float | None = None  # time.monotonic() when a file source read it
+
+    @property
+    def arrived(self) -> float:
+        """`time.monotonic()` when the frame came from its source (the origin of its age)."""
+        return self.monotonic if self.received is None else self.received
 
 
 @dataclass(slots=True)

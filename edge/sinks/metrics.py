@@ -4,8 +4,12 @@ What feeds what:
 
 - `publish(result)` (once per processed frame): `edgefer_frames_total`, `edgefer_faces_total` (faces
   reported), `edgefer_faces_detected_total` (before the `max_faces` cut), `edgefer_faces_in_frame`,
-  `edgefer_last_frame_timestamp_seconds`, and `edgefer_stage_latency_seconds{stage=...}`: one histogram
-  observation per entry of `FrameResult.timings_ms` (milliseconds in, seconds out).
+  `edgefer_last_frame_timestamp_seconds` (wall clock, for display: a file's frames carry the media's
+  time), and `edgefer_stage_latency_seconds{stage=...}`: one histogram observation per entry of
+  `FrameResult.timings_ms` (milliseconds in, seconds out). `edgefer_last_frame_age_seconds` is
+  computed at each scrape on `time.monotonic()` from `Frame.arrived` (no frame yet: NaN), so it is
+  never negative and a wall-clock jump does not move it: alert on it rather than on
+  `time() - edgefer_last_frame_timestamp_seconds`.
 - `event(event)` (tracker events): `edgefer_events_total{type=event["type"]}`.
 - `status(status)` (periodic service state; the runner passes its counters, all CUMULATIVE since start,
   and any key may be missing). Recognised keys, everything else is ignored:
@@ -35,7 +39,9 @@ requires Basic credentials on any other address.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -173,6 +179,9 @@ class MetricsSink(NullSink):
         self.last_frame = Gauge(
             "edgefer_last_frame_timestamp_seconds", "Capture time (Unix seconds) of the newest frame.", registry=r
         )
+        self._arrived: float | None = None  # Frame.arrived of the newest frame
+        Gauge("edgefer_last_frame_age_seconds", "Seconds since the newest frame came from its source "
+              "(monotonic clock).", registry=r).set_function(self._last_frame_age)
         self.latency = Histogram(
             "edgefer_stage_latency_seconds", "Per-frame time spent in each pipeline stage.", ["stage"],
             buckets=LATENCY_BUCKETS, registry=r,
@@ -209,6 +218,7 @@ class MetricsSink(NullSink):
         self.faces_detected.inc(max(result.faces_detected, len(result.faces)))
         self.faces_in_frame.set(len(result.faces))
         self.last_frame.set(result.frame.timestamp)
+        self._arrived = result.frame.arrived
         for stage, ms in result.timings_ms.items():
             if _count(ms) is not None:
                 child = self._latency.get(stage)
@@ -217,6 +227,10 @@ class MetricsSink(NullSink):
                     if len(self._latency) < MAX_LABEL_VALUES:
                         self._latency[stage] = child
                 child.observe(ms / 1000.0)
+
+    def _last_frame_age(self) -> float:
+        arrived = self._arrived
+        return math.nan if arrived is None else time.monotonic() - arrived
 
     def event(self, event: dict[str, Any]) -> None:
         self.events.labels(self._event_types(event.get("type", "unknown"))).inc()

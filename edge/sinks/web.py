@@ -9,7 +9,10 @@ address requires HTTP Basic credentials (see `httpauth`). Routes:
 - `/stream.mjpg`  multipart/x-mixed-replace JPEG stream, at most `max_fps` frames per second per client
 - `/frame.jpg`    the newest annotated frame, once
 - `/results.json` the newest `FrameResult.to_dict()` plus `fps`
-- `/healthz`      liveness (no credentials needed; carries no image or face data)
+- `/healthz`      liveness (no credentials needed; carries no image or face data): frames published,
+                  `uptime_s` and `last_frame_age_s` (seconds since the newest frame came from its
+                  source), both on `time.monotonic()` alone, so a wall-clock jump changes neither and
+                  neither is ever negative (a file's media clock is not used: see `Frame.arrived`)
 
 The pipeline never waits for a client: `publish` only swaps a reference to the newest result. Drawing,
 blurring and JPEG encoding happen in the HTTP threads, at most once per published frame however many
@@ -117,6 +120,7 @@ class WebSink(NullSink):
 
     def __init__(self, config: WebConfig | None = None) -> None:
         self._health: dict[str, Any] = {}  # the model and its shadow check, from `status`
+        self.started = time.monotonic()
         self.config = config or WebConfig()
         self._cond = threading.Condition()
         self._latest: _Published | None = None
@@ -264,8 +268,10 @@ class _Handler(BaseHTTPRequestHandler):
         sink = self.sink
         if path == "/healthz":
             pub = sink.latest()
-            age = None if pub is None else round(time.monotonic() - pub.result.frame.monotonic, 3)
-            self._json({"status": "ok", "frames": sink._seq, "last_frame_age_s": age, **sink._health})
+            now = time.monotonic()  # after taking the frame: a newer one could not be younger than now
+            age = None if pub is None else round(now - pub.result.frame.arrived, 3)
+            self._json({"status": "ok", "frames": sink._seq, "uptime_s": round(now - sink.started, 1),
+                        "last_frame_age_s": age, **sink._health})
             return
         if not check_basic_auth(self.headers.get("Authorization"), sink._credentials):
             log.info("web: rejected request without valid credentials from %s", self.client_address[0])

@@ -2,7 +2,8 @@
 
 Nothing is dropped: a file source is not live, so a slow model just takes longer. Frame times come
 from the media, not the wall clock (a video's own timestamps, an image folder's nominal `fps`),
-so smoothing over seconds gives the same result however fast the file is processed. `start`
+so smoothing over seconds gives the same result however fast the file is processed; that media
+clock is no measure of age, so each frame also carries the real time it was read (`received`). `start`
 (monotonic seconds of the first frame, default: when the source is opened) lets a looping capture
 or a sequence of several folders continue one clock (`next_monotonic`) instead of going back.
 
@@ -117,7 +118,7 @@ class VideoFileSource:
             return None
         media_s = self._index / self.fps
         frame = Frame(image=image, index=self._index, timestamp=self._t0_wall + media_s,
-                      monotonic=self._t0_mono + media_s, source=self.name)
+                      monotonic=self._t0_mono + media_s, source=self.name, received=time.monotonic())
         self._index += 1
         return frame
 
@@ -189,7 +190,8 @@ class ImageFolderSource:
             self.current = path
             media_s = self._index / self.fps
             frame = Frame(image=image, index=self._index, timestamp=self._t0_wall + media_s,
-                          monotonic=self._t0_mono + media_s, source=str(path), new_scene=not self.sequence)
+                          monotonic=self._t0_mono + media_s, source=str(path), new_scene=not self.sequence,
+                          received=time.monotonic())
             self._index += 1
             return frame
         return None

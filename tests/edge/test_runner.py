@@ -181,3 +181,26 @@ def test_photo_folder_stills_are_tracked_alone_unless_a_sequence(tmp_path, photo
     else:
         assert blended == [False, False, False]
         assert types == ["track_started", "track_ended", "track_started", "track_ended", "track_started"]
+
+
+def test_a_looping_file_keeps_one_stream_clock(face_clip):
+    """Each pass of a looping clip continues the stream clock (the tracker's time never goes back),
+    and every frame is stamped with the real time it was read (`Frame.received`, for ages)."""
+    from edgefer.config import load_config
+    from edgefer.edge.runner import open_capture
+
+    path, where = face_clip
+    cap = open_capture(load_config(None, {"source": {"uri": str(path), "loop": True}})).start()
+    frames = []
+    try:
+        while len(frames) < 2 * len(where) + 5:
+            f = cap.get(timeout=5)
+            assert f is not None
+            frames.append(f)
+    finally:
+        cap.stop()
+    assert [f.index for f in frames[len(where) - 1:len(where) + 1]] == [len(where) - 1, 0], "it looped"
+    steps = [b.monotonic - a.monotonic for a, b in zip(frames, frames[1:])]
+    assert steps == pytest.approx([1 / 30] * len(steps), abs=1e-6)
+    got = [f.received for f in frames]
+    assert got == sorted(got) and all(g <= time.monotonic() for g in got)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import math
+import time
 import urllib.error
 import urllib.request
 
@@ -50,9 +52,11 @@ def scrape(sink: MetricsSink, auth: tuple[str, str] | None = None) -> dict[tuple
 
 def test_counters_and_latency_histograms_after_real_frames(sink, results):
     assert isinstance(sink, Sink)
+    assert math.isnan(scrape(sink)[("edgefer_last_frame_age_seconds", ())])  # no frame yet
     for r in results:
         sink.publish(r)
     m = scrape(sink)
+    assert 0 <= m[("edgefer_last_frame_age_seconds", ())] <= time.monotonic() - results[-1].frame.arrived
     assert m[("edgefer_frames_total", ())] == 3
     assert m[("edgefer_faces_total", ())] == sum(len(r.faces) for r in results) == 3
     assert m[("edgefer_faces_detected_total", ())] == sum(r.faces_detected for r in results)

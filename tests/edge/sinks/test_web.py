@@ -165,6 +165,34 @@ def test_routes(sink, results):
     assert get(base + "nope")[0] == 404
 
 
+@pytest.mark.parametrize("hours", [5, -5])
+def test_healthz_age_is_time_since_the_frame_was_read_whatever_the_wall_clock(sink, results, face_clip, hours):
+    """A file frame's stream clock runs ahead of real time when frames are read faster than the
+    clip's frame rate; /healthz measures from when it was read, on the monotonic clock only."""
+    import datetime as dt
+
+    import time_machine
+
+    from edgefer.edge.sources.files import VideoFileSource
+
+    src = VideoFileSource(face_clip[0])
+    for _ in range(20):  # at once: frame 19 is stamped 19/30 s ahead of now on the stream clock
+        frame = src.read()
+    src.close()
+    read_at = time.monotonic()
+    assert frame.monotonic - read_at > 0.5 and frame.received <= read_at
+    sink.publish(replace(results[0], frame=frame))
+    base = sink.url + "healthz"
+    before = json.loads(get(base)[2])
+    with time_machine.travel(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours), tick=True):
+        time.sleep(0.3)
+        during = json.loads(get(base)[2])
+        elapsed = time.monotonic() - read_at
+    assert 0 <= before["last_frame_age_s"] < during["last_frame_age_s"]
+    assert during["last_frame_age_s"] == pytest.approx(elapsed, abs=0.05)
+    assert 0 <= before["uptime_s"] <= during["uptime_s"] < 60
+
+
 def test_stream_sends_newest_frame_repeats_it_while_idle_and_ends_on_close(sink, results):
     host, port = sink.address
     r = fresh(results[0], 0)
