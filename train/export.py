@@ -4,7 +4,6 @@ and `intensity`, dynamic batch, contract metadata inside the file."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -108,10 +107,9 @@ def export(checkpoint: Path, out: Path, template: list[list[float]], version: st
     write_onnx_info(proto, info)
     proto.producer_name, proto.producer_version = "edgefer", __version__
     proto.doc_string = "edgefer facial emotion model: logits (softmax) + per-emotion intensity (sigmoid)"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(proto.SerializeToString())
-    os.replace(tmp, out)
+    from edgefer.paths import write_bytes_atomic
+
+    write_bytes_atomic(out, proto.SerializeToString())
     return info
 
 

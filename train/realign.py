@@ -103,8 +103,8 @@ def realigned_cached(pixels: np.ndarray, detector_path: Path, template: Sequence
     else:
         detector = YunetDetector.open(detector_path)
         crops, found = realign(pixels, detector, Aligner(template, size), progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, crops=crops, found=found)
-    os.replace(tmp, path)
+    from edgefer.paths import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, crops=crops, found=found)
     return crops, found

@@ -19,10 +19,10 @@ students scored worse than the flip teacher's in both runs measured (docs/traini
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from edgefer.contract import InputSpec, ferplus_majority, ferplus_shares, ferplus_usable, preprocess
 from edgefer.data import FaceSet
 from edgefer.errors import UserError
+from edgefer.paths import atomic_path, ensure_dir, write_bytes_atomic, write_text_atomic
 
 from .augment import augment
 from .checkpoint import load_network
@@ -48,15 +49,14 @@ log = logging.getLogger("edgefer.train")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Serialised in memory first: torch's writer turns a full disk into a RuntimeError, a file does not."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -232,7 +232,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
         raise UserError(f"--holdout {cfg.holdout}: a share of the training rows, 0 <= share < 1")
     if resume and (out / "last.pt").exists():
         _check_same_rows(out / "last.pt", cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     spec = InputSpec(size=int(data.pixels.shape[1]))
     if data.pixels.shape[1] != data.pixels.shape[2]:
         raise UserError(f"{data.source}: face crops must be square, got {data.pixels.shape[1:]}")
@@ -327,7 +327,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     elif resume:
         log.info("no checkpoint in %s: starting fresh", out)
 
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    _atomic_write_text(json.dumps(asdict(cfg), indent=2), out / "config.json")
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0 = time.monotonic()
@@ -430,7 +430,8 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         a.grid(alpha=0.3)
         a.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)

@@ -14,7 +14,6 @@ below stage 1's 68.62% from the labels alone.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,8 +97,9 @@ def multi_view_targets_cached(teacher_path: Path, pixels: np.ndarray, spec: Inpu
     path = Path(cache_dir) / f"teacher-views-{h.hexdigest()[:16]}.npz"
     if not path.exists():
         probs, inten = multi_view_targets(predictor(Path(teacher_path), network, threads), pixels, spec)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, probs=probs, intensity=inten)
-        os.replace(tmp, path)
+        from edgefer.paths import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, probs=probs, intensity=inten)
     with np.load(path) as z:
         return torch.from_numpy(z["probs"]), torch.from_numpy(z["intensity"])

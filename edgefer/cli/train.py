@@ -110,6 +110,9 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
         raise UserError(f"--widths {widths} and --depths {depths}: give one depth per stage")
     if prune_to and init is None:
         raise UserError("--prune-to narrows the network of --init: give --init")
+    from edgefer.paths import check_output
+
+    check_output(out, folder=True)  # before the data are loaded
     faces = load_faces(data)
     if out.exists() and (out / "last.pt").exists() and not resume:
         raise UserError(f"{out}: holds a training run already (use --resume to continue it, or another --out)")
@@ -153,9 +156,11 @@ def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Pa
         --eval-data ../shared/data/fer2013/fer2013_trainval.npz --eval-split PublicTest
     """
     _need_torch()
+    from edgefer.paths import check_output, write_bytes_atomic
     from edgefer.train.checkpoint import load_checkpoint
     from edgefer.train.export import FlipAveraged, check_parity, export
 
+    check_output(out)  # before the checkpoint is loaded
     tpl = load_template(template)
     info = export(checkpoint, out, tpl["points"], model_version, force=force, flip=flip,
                   training_data="FER-2013 Training rows (28,565) with FER+ vote shares for intensity")
@@ -175,9 +180,7 @@ def export_cmd(checkpoint: Path, out: Path, template: Path | None, eval_data: Pa
                            **{k: m[k] for k in ("n", "accuracy", "intensity_rmse", "intensity_mae", "ferplus_accuracy")}}
         proto = load_onnx(out)
         write_onnx_info(proto, info)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_bytes(proto.SerializeToString())
-        tmp.replace(out)
+        write_bytes_atomic(out, proto.SerializeToString())
     click.echo(json.dumps({"out": str(out), "parity_max_abs_diff": diff, "validation": info.validation}))
 
 
