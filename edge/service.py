@@ -11,7 +11,8 @@ SIGHUP and `STOPPING=1` on SIGTERM. Outside systemd all of this is a no-op.
 SIGTERM/SIGINT: stop within `stop_timeout_s` (exit 0). SIGHUP: re-read the configuration; if it
 is invalid, log one line and keep running with the old one. Every timer is `time.monotonic()`.
 
-Nothing is lost silently: if MQTT messages are still undelivered at the exit, `run` raises a
+Nothing is lost silently: if JSON lines could not be written, or MQTT messages are still
+undelivered at the exit, `run` raises a
 `UserError` (exit 75, EX_TEMPFAIL) saying how many, when they are lost (buffer in memory), and
 also when a run that ended by itself (end of file, `max_frames`) leaves them on disk for the next
 start. A stop by signal with a disk buffer (the installed service) keeps them and exits 0.
@@ -185,6 +186,9 @@ class Service:
     def _check_delivered(self, signalled: bool) -> None:
         """Raise `UserError` (exit 75) for messages that a sink could not deliver (module docstring)."""
         for sink, n in self._undelivered:
+            if getattr(sink, "name", "") == "jsonl":
+                raise UserError(f"cannot write {sink.path}: {sink.last_error} ({n} JSON line{'s' * (n != 1)} lost)",
+                                exit_code=EX_TEMPFAIL)
             cfg = getattr(sink, "config", None)
             where = getattr(cfg, "url", getattr(sink, "name", "the sink"))
             why = getattr(sink, "last_error", None) or f"{where} did not acknowledge them in time"

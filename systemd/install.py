@@ -166,5 +166,7 @@ def install(p: Plan) -> None:
         raise UserError(f"{exc.filename}: permission denied; run with sudo, or use --dry-run to see what would be done") from None
     except subprocess.CalledProcessError as exc:
         raise UserError(f"creating user {p.user} failed: {(exc.stderr or '').strip()}") from None
-    except FileNotFoundError as exc:
-        raise UserError(f"{exc.filename}: not found") from None
+    except OSError as exc:  # a folder that cannot be created, a read-only or full file system, ...
+        from edgefer.paths import reason
+
+        raise UserError(f"cannot write {exc.filename or p.config_path.parent}: {reason(exc)}") from None

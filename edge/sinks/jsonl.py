@@ -33,6 +33,9 @@ class JsonlSink(NullSink):
         self.lines = 0
         self.write_errors = 0
         self.errors_by_kind: dict[str, int] = {}
+        self.last_error: str | None = None
+        #: lines that could not be written, known once closed (the service reports them: exit 75)
+        self.undelivered = 0
         if path == "-":
             self._fd = os.dup(1)
             self._own = True
@@ -58,6 +61,7 @@ class JsonlSink(NullSink):
                 view = view[n:]
         except OSError as exc:
             self.write_errors += 1
+            self.last_error = exc.strerror or str(exc)
             kind = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
             if kind not in self.errors_by_kind:
                 log.error("jsonl %s: %s; lines are dropped (and counted) while this lasts", self.path, exc.strerror)
@@ -70,6 +74,7 @@ class JsonlSink(NullSink):
         return {"jsonl_lines": self.lines, "jsonl_write_errors": self.write_errors}
 
     def close(self) -> None:
+        self.undelivered = self.write_errors
         if self._own and self._fd >= 0:
             try:
                 os.close(self._fd)

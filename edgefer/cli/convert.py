@@ -63,7 +63,10 @@ def convert(model: Path | None, target: str, calib: Path | None, eval_data: Path
                   kind=kind or "auto", threads=threads, workspace_mb=workspace_mb, timing_cache=timing_cache,
                   trt_fp16_flag=trt_fp16_flag, legacy_calibrator=legacy_calibrator,
                   face_detector=face_detector)
-    summary = run_chain(req)
+    from edgefer.paths import writing
+
+    with writing(out):  # a read-only or full file system at --out: one line, temporary files removed
+        summary = run_chain(req)
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return

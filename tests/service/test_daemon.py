@@ -218,8 +218,12 @@ def test_disk_full_jsonl_is_counted_and_the_run_finishes(tmp_path, yunet_path, c
     (tmp_path / "c.toml").write_text(cfg)
     r = subprocess.run([sys.executable, "-m", "edgefer", "run", "--config", str(tmp_path / "c.toml"), "--jsonl",
                         "/dev/full", "--max-frames", "20"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.count("No space left on device") == 1, "logged once, counted after that"
+    # The run goes on to its last frame (logged once, counted after that), then says what was lost: exit 75.
+    assert r.returncode == 75, r.stderr
+    logged = [ln for ln in r.stderr.splitlines() if "jsonl /dev/full: No space left on device" in ln]
+    assert len(logged) == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("edgefer: error: cannot write /dev/full: No space left on device "
+                                                 "(20 JSON lines lost)"), r.stderr
     assert "Traceback" not in r.stderr
 
 
