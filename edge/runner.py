@@ -258,11 +258,13 @@ def open_capture(config: Any) -> Capture:
 
     def factory() -> Any:
         # A looping file's next pass continues the stream clock where the last pass ended: the
-        # tracker's time never goes back (which would freeze smoothing until it caught up).
+        # tracker's time never goes back (which would freeze smoothing until it caught up). A live
+        # source, reopened after a loss, is timed by its arrivals and has no stream clock to continue.
         nonlocal previous
+        if live:
+            return cls(location, width=sc.width, height=sc.height, fps=sc.fps, **options)
         start = None if previous is None else previous.next_monotonic
-        previous = cls(location, width=sc.width, height=sc.height, fps=sc.fps, **options,
-                       **({} if live else {"start": start}))
+        previous = cls(location, width=sc.width, height=sc.height, fps=sc.fps, **options, start=start)
         return previous
 
     first = None if live else factory()  # fail fast on a bad file
