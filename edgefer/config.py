@@ -251,7 +251,33 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raise ConfigError(format_validation_error(exc, origin, text, overridden)) from None
     if path is not None:
         config = _resolve_paths(config, Path(path).resolve().parent)
+    _check_outputs(config, origin, text, overridden)
     return config
+
+
+#: keys naming a place the daemon writes to: (dotted key, is a folder)
+OUTPUT_KEYS = ((("mqtt", "state_dir"), True), (("jsonl", "path"), False))
+
+
+def _check_outputs(config: Config, origin: str, text: str, overridden: set[tuple[str, ...]]) -> None:
+    """A place the daemon would write to that cannot be written (a folder that cannot be created,
+    a read-only file system, no permission) is a configuration error now, naming the key and its
+    line, not a failure once the daemon runs. Only values the user gave are checked (systemd
+    creates the installed service's default StateDirectory)."""
+    from edgefer.paths import probe_output, reason
+
+    for loc, folder in OUTPUT_KEYS:
+        section = getattr(config, loc[0])
+        value = getattr(section, loc[1])
+        if loc[1] not in section.model_fields_set or value is None or str(value) == "-":
+            continue
+        try:
+            probe_output(Path(value).expanduser(), folder=folder, parents=True)
+        except OSError as exc:
+            key = ".".join(loc)
+            line = key_lines(text).get(loc)
+            where = f"{key} (from the command line)" if loc in overridden else f"{origin}:{line}: {key}" if line else f"{origin}: {key}"
+            raise ConfigError(f"{where}: cannot write {value}: {reason(exc)}") from None
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

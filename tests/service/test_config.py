@@ -90,3 +90,27 @@ def test_cli_check_and_example(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert lines == [f"edgefer: error: {bad}:2: source.stall_timeout_s: Input should be a valid number, "
                          "unable to parse string as a number (got 'soon')"]
+
+
+def test_unwritable_state_dir_names_key_and_line_and_exits_78(tmp_path):
+    """`[mqtt] state_dir` (and `[jsonl] path`) where nothing can be written: refused when the file is
+    read (`config --check`, `run`, a reload), naming the key and its line, before any work starts."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    cases = {"/proc/edgefer-mqtt": "No such file or directory", f"{tmp_path}/c.toml/x": "Not a directory"}
+    if subprocess.run(["touch", str(ro / "probe")], capture_output=True).returncode != 0:  # root may write anyway
+        cases[str(ro / "mqtt")] = "Permission denied"
+    for state_dir, why in cases.items():
+        path = tmp_path / "c.toml"
+        path.write_text(f'[source]\nuri = "clip.mp4"\n\n[mqtt]\nhost = "127.0.0.1"\nstate_dir = "{state_dir}"\n')
+        for args in (["config", "--check", str(path)], ["run", "--config", str(path), "--max-frames", "1"]):
+            r = edgefer(*args)
+            assert r.returncode == 78, r.stderr
+            assert r.stderr.strip().splitlines() == [f"edgefer: error: {path}:6: mqtt.state_dir: cannot write {state_dir}: {why}"]
+    path.write_text('[jsonl]\npath = "/proc/x/results.jsonl"\n')
+    msg = str(pytest.raises(ConfigError, load_config, path).value)
+    assert msg == f"{path}:2: jsonl.path: cannot write /proc/x/results.jsonl: No such file or directory"
+    # A folder that does not exist yet but can be made is fine (the daemon makes it).
+    path.write_text(f'[mqtt]\nstate_dir = "{tmp_path}/new/mqtt"\n')
+    assert load_config(path).mqtt.state_dir == tmp_path / "new" / "mqtt" and not (tmp_path / "new").exists()
