@@ -1,11 +1,17 @@
 """Emulated CPUs from Debian's qemu-user-static: x86-64 without VNNI, and Arm64 boards.
 
     python scripts/emucpu.py x86 [--cpu Haswell-noTSX] -- -m edgefer doctor
+    python scripts/emucpu.py avx2 -- benchmarks/int8_speed.py
     python scripts/emucpu.py arm [--cpu cortex-a72] -- -m edgefer doctor
 
 - x86: this machine's own Python (and the edgefer installed in it) under `qemu-x86_64-static -cpu
   Haswell-noTSX`: AVX2 without AVX-512 or VNNI, the case of Intel before Ice Lake and AMD Zen 2/3.
   ONNX Runtime picks its kernels from CPUID, which the emulator answers, so it runs its AVX2 code.
+- avx2: this machine's own Python at native speed with AVX-512, VNNI and AMX hidden from CPUID
+  (`scripts/cpuid_mask.c`, LD_PRELOADed: the kernel's CPUID faulting, where the CPU has
+  `cpuid_fault`). ONNX Runtime, OpenCV and NumPy then run the AVX2 kernels an AVX2-only CPU runs,
+  at this CPU's clock and caches: the one emulation here whose speed means something (the kernels'
+  instruction mix, not Zen 3's timings). Needs a C compiler (`apt-get install gcc`).
 - arm: an arm64 Debian 12 root (Raspberry Pi OS bookworm is Debian 12 arm64) made without root
   emulation: `debootstrap --foreign` downloads and unpacks Python, `dpkg-deb -x` unpacks the rest,
   and the project's dependencies come as aarch64 wheels pinned to the versions installed here (so
@@ -17,7 +23,7 @@
   `neoverse-n1`: Armv8.2 with dot product, the nearest QEMU 7.2 has to Jetson Orin's Cortex-A78AE).
   The project itself is installed per call from a wheel of this checkout (`project_site`).
 
-Speeds under emulation mean nothing; what is computed is what the real CPU computes.
+Speeds under qemu mean nothing; what is computed is what the real CPU computes.
 """
 
 from __future__ import annotations
@@ -59,6 +65,25 @@ def need(tool: str, package: str) -> str:
 def x86(cpu: str = X86_NO_VNNI) -> list[str]:
     """Command prefix: this Python on an emulated x86-64 CPU (default: AVX2, no VNNI)."""
     return [need("qemu-x86_64-static", "qemu-user-static"), "-cpu", cpu, sys.executable]
+
+
+def avx2_env() -> dict[str, str]:
+    """Environment for this machine's Python as an AVX2-only CPU at native speed (`avx2` above):
+    `scripts/cpuid_mask.c` built once into the cache (keyed by its source) and LD_PRELOADed."""
+    src = ROOT / "scripts" / "cpuid_mask.c"
+    if "cpuid_fault" not in Path("/proc/cpuinfo").read_text():
+        raise EmulationUnavailable("this CPU or kernel has no CPUID faulting (cpuid_fault): use the x86 kind (qemu)")
+    lib = cache_dir() / f"cpuid_mask-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}.so"
+    if not lib.is_file():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        r = subprocess.run([need("cc", "gcc"), "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src)], capture_output=True, text=True)
+        if r.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise EmulationUnavailable(f"cc could not build {src.name}: {r.stderr.strip().splitlines()[-1:]}")
+        tmp.rename(lib)
+    preload = " ".join(p for p in (os.environ.get("LD_PRELOAD", ""), str(lib)) if p)
+    return {**os.environ, "LD_PRELOAD": preload}
 
 
 def pinned() -> list[str]:
@@ -161,7 +186,7 @@ def arm_env(root: Path, project: Path | None = None) -> dict[str, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=["x86", "arm"])
+    ap.add_argument("kind", choices=["x86", "avx2", "arm"])
     ap.add_argument("--cpu")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -169,6 +194,8 @@ def main() -> int:
     try:
         if a.kind == "x86":
             return subprocess.call([*x86(a.cpu or X86_NO_VNNI), *args])
+        if a.kind == "avx2":
+            return subprocess.call([sys.executable, *args], env=avx2_env())
         root = arm_root(log=lambda m: print(m, file=sys.stderr))
         with tempfile.TemporaryDirectory() as tmp:
             site = project_site(Path(tmp) / "site")

@@ -101,9 +101,15 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.argmax(1) == b.argmax(1)).mean())
 
 
-def test_emulated_x86_without_vnni(x86_prefix: list[str], faces: Path, trt_scheme: Path) -> None:
+@pytest.fixture(scope="session")
+def x86_out(x86_prefix: list[str], faces: Path, trt_scheme: Path) -> dict:
+    """What the probe and both INT8 artifacts compute under qemu's Haswell (AVX2, no VNNI)."""
+    return run(x86_prefix, faces, [embedded_int8_path(), trt_scheme])
+
+
+def test_emulated_x86_without_vnni(x86_out: dict, faces: Path, trt_scheme: Path) -> None:
     cpu = embedded_int8_path()
-    out = run(x86_prefix, faces, [cpu, trt_scheme])
+    out = x86_out
     assert out["cpu_kind"] == "x86-avx2"
     assert out["cpu_scheme"] and not out["full_range"], out  # the saturation, measured by the probe
     p_cpu, p_trt = (np.array(out["probs"][str(m)]) for m in (cpu, trt_scheme))
@@ -111,6 +117,21 @@ def test_emulated_x86_without_vnni(x86_prefix: list[str], faces: Path, trt_schem
     fp32 = native(faces, None)
     assert agreement(p_cpu, fp32) >= 0.95
     assert agreement(p_trt, fp32) < 0.9  # full-range INT8 is wrong there (77% on all of PublicTest)
+
+
+def test_avx2_at_native_speed_computes_what_qemu_haswell_computes(x86_out: dict, faces: Path, trt_scheme: Path) -> None:
+    """scripts/cpuid_mask.c (emucpu's `avx2`, used to time the AVX2-only kernels) makes this CPU's
+    libraries choose what an AVX2-only CPU runs: the same probe verdicts and the same numbers as
+    qemu's Haswell, bit for bit, including the tensorrt scheme's saturated (wrong) ones."""
+    try:
+        env = emucpu.avx2_env()
+    except emucpu.EmulationUnavailable as exc:
+        pytest.skip(f"no CPUID masking here: {exc}")
+    out = run([sys.executable], faces, [embedded_int8_path(), trt_scheme], env=env)
+    assert out["cpu_kind"] == "x86-avx2"
+    assert out["cpu_scheme"] and not out["full_range"], out
+    for m in (embedded_int8_path(), trt_scheme):
+        assert np.abs(np.array(out["probs"][str(m)]) - np.array(x86_out["probs"][str(m)])).max() < 1e-6, m
 
 
 @pytest.mark.parametrize("cpu", ARM)
