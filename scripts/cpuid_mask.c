@@ -8,6 +8,9 @@
  * OpenCV, NumPy) then pick their AVX2 ones. Threads inherit the setting; execve resets it, so
  * a child program needs LD_PRELOAD too (it is inherited through the environment).
  *
+ * Only Python processes are masked (the executable's name starts with "python"): a test run's
+ * other programs (Chromium, Mosquitto, qemu) inherit LD_PRELOAD and are left as they are.
+ *
  * Limits: glibc's dynamic loader reads CPUID before any constructor runs (its memcpy may still use
  * AVX-512; use GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,... for that); a program that installs its
  * own SIGSEGV handler (Python's faulthandler, as pytest enables it) would take the trap instead.
@@ -70,6 +73,14 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
 }
 
 __attribute__((constructor)) static void install(void) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = 0;
+    const char *base = strrchr(exe, '/');
+    if (strncmp(base ? base + 1 : exe, "python", 6) != 0)
+        return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
