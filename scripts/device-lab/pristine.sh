@@ -8,8 +8,11 @@
 # the checkout's committed files (git archive HEAD) go to /root/edgefer and ../shared is bind-mounted
 # read-only beside it, as on a user's machine. The commands run as root inside with an empty
 # environment (no pip configuration, caches or wheels of this machine), reaching only Debian's
-# mirror and the package index. Each command's last lines and wall time are printed, then the root
-# is unmounted (and kept for a look; delete it with rm -rf).
+# mirror and the package index. One thing of this machine's goes in: where its network re-signs
+# TLS with a local CA (certificates in /usr/local/share/ca-certificates), those certificates join
+# the root's trust store and PIP_CERT points pip at it (pip trusts only its own bundle otherwise):
+# a property of this network, not of a user's machine. Each command's last lines and wall time
+# are printed, then the root is unmounted (and kept for a look; delete it with rm -rf).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=${1:-/var/tmp/edgefer-pristine}
@@ -28,6 +31,13 @@ t0=$(date +%s)
 debootstrap --variant=minbase --include=python3,ca-certificates bookworm "$ROOT" http://deb.debian.org/debian >/dev/null
 echo "pristine: debootstrap bookworm: $(( $(date +%s) - t0 )) s; $(chroot "$ROOT" python3 --version)"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+cert_env=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  chroot "$ROOT" update-ca-certificates >/dev/null
+  cert_env=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
+  echo "pristine: this network's local CA certificates added to the root's trust store (PIP_CERT set)"
+fi
 mkdir -p "$ROOT/root/edgefer"
 git archive HEAD | tar -x -C "$ROOT/root/edgefer"
 mount -t proc proc "$ROOT/proc"; mounted+=("$ROOT/proc")
@@ -46,7 +56,7 @@ for i in 0 1; do
   t=$(date +%s)
   set +e
   chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-    bash -c "cd /root/edgefer && ${commands[i]}" >"$ROOT/root/command$((i + 1)).log" 2>&1
+    "${cert_env[@]}" bash -c "cd /root/edgefer && ${commands[i]}" >"$ROOT/root/command$((i + 1)).log" 2>&1
   r=$?
   set -e
   tail -n 6 "$ROOT/root/command$((i + 1)).log" | sed 's/^/    /'
