@@ -4,9 +4,11 @@
 #
 #   sudo scripts/device-lab/pristine.sh [ROOT]      # default ROOT: /var/tmp/edgefer-pristine
 #
-# The root is made anew every time (debootstrap --variant=minbase --include=python3,ca-certificates),
-# the checkout's committed files (git archive HEAD) go to /root/edgefer and ../shared is bind-mounted
-# read-only beside it, as on a user's machine. The commands run as root inside with an empty
+# The root is made anew every time (debootstrap --variant=minbase --include=python3,ca-certificates,git:
+# Debian's python3, and git, since the user cloned the repository), with the /etc/hosts the Debian
+# installer writes (debootstrap writes none, and `localhost` would not resolve); a fresh clone of
+# this checkout's HEAD goes to /root/edgefer and ../shared is bind-mounted read-only beside it, as on
+# a user's machine. The commands run as root inside with an empty
 # environment (no pip configuration, caches or wheels of this machine), reaching only Debian's
 # mirror and the package index. One thing of this machine's goes in: where its network re-signs
 # TLS with a local CA (certificates in /usr/local/share/ca-certificates), those certificates join
@@ -28,7 +30,7 @@ bind() { mkdir -p "$2"; mount "${@:3}" --bind "$1" "$2"; mounted+=("$2"); }
 for m in "$ROOT"/proc "$ROOT"/sys "$ROOT"/dev/pts "$ROOT"/dev "$ROOT"/root/shared; do umount -l "$m" 2>/dev/null || true; done
 rm -rf "$ROOT"
 t0=$(date +%s)
-debootstrap --variant=minbase --include=python3,ca-certificates bookworm "$ROOT" http://deb.debian.org/debian >/dev/null
+debootstrap --variant=minbase --include=python3,ca-certificates,git bookworm "$ROOT" http://deb.debian.org/debian >/dev/null
 echo "pristine: debootstrap bookworm: $(( $(date +%s) - t0 )) s; $(chroot "$ROOT" python3 --version)"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 cert_env=()
@@ -38,8 +40,8 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cert_env=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
   echo "pristine: this network's local CA certificates added to the root's trust store (PIP_CERT set)"
 fi
-mkdir -p "$ROOT/root/edgefer"
-git archive HEAD | tar -x -C "$ROOT/root/edgefer"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
+git clone -q --no-local . "$ROOT/root/edgefer"
 mount -t proc proc "$ROOT/proc"; mounted+=("$ROOT/proc")
 mount -t sysfs sys "$ROOT/sys"; mounted+=("$ROOT/sys")
 bind /dev "$ROOT/dev"
