@@ -194,12 +194,12 @@ class Runner:
         return FrameResult(frame=frame, faces=results, timings_ms=timings, faces_detected=len(detected))
 
     def _call(self, method: str, arg: Any) -> None:
-        if self._closing:  # a frame finished after the stop: its sinks are closed or closing
-            return
         for sink in self.sinks:
             self._call_one(sink, method, arg)
 
     def _call_one(self, sink: Any, method: str, arg: Any) -> None:
+        if self._closing:  # a frame or status that finished after the stop: its sinks are closed or closing
+            return
         try:
             getattr(sink, method)(arg)
         except Exception:

@@ -204,3 +204,38 @@ def test_a_looping_file_keeps_one_stream_clock(face_clip):
     assert steps == pytest.approx([1 / 30] * len(steps), abs=1e-6)
     got = [f.received for f in frames]
     assert got == sorted(got) and all(g <= time.monotonic() for g in got)
+
+
+class ClosedSink(RecordingSink):
+    """Refuses anything once closed, as MqttSink does ('MqttSink is closed')."""
+
+    def publish(self, result) -> None:
+        if self.closed:
+            raise RuntimeError("ClosedSink is closed")
+        super().publish(result)
+
+
+def test_a_frame_that_finishes_after_the_stop_reaches_no_closed_sink():
+    """The service's stop: the run loop is inside a slow inference when the sinks are closed
+    (runner.close from another thread, as service.py does); the frame that then finishes is not
+    published to them (seen in the device lab under TCG: a traceback at every SIGTERM)."""
+    cap = Capture(lambda: GeneratedSource(fps=30), live=True).start()
+    pipe = StandInPipeline(delay_s=0.0)
+    sink = ClosedSink()
+    runner = Runner(cap, pipe, sinks=[sink], stats_interval_s=0.2)
+    stop = threading.Event()
+    t = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 5
+    while runner.frames < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pipe.hang.set()  # the next frame is held inside `process`
+    time.sleep(0.2)
+    stop.set()
+    runner.close(models=False)
+    published = len(sink.results)
+    pipe.unhang.set()  # it finishes now, after its sinks closed
+    t.join(5)
+    assert not t.is_alive()
+    assert sink.closed and len(sink.results) == published
+    assert runner.sink_errors == {}, runner.sink_errors
