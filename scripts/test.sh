@@ -13,6 +13,8 @@ command -v openssl >/dev/null || need+=(openssl)
 # Emulated CPUs (x86 without VNNI, Arm64) for the INT8 tests: tests/convert/test_emulated_cpus.py
 command -v qemu-x86_64-static >/dev/null || need+=(qemu-user-static)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# An AVX2-only CPU at native speed (scripts/cpuid_mask.c, built with cc): tests/convert/test_emulated_cpus.py
+command -v cc >/dev/null || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing OS packages: ${need[*]}"
