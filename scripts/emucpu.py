@@ -62,9 +62,15 @@ def need(tool: str, package: str) -> str:
     return path
 
 
+def _guest_env() -> list[str]:
+    """qemu options that keep the `avx2` mask (when this process runs under it) out of the guest:
+    qemu's CPU model decides what the guest sees, and CPUID faulting does not exist there."""
+    return ["-U", "LD_PRELOAD"] if "cpuid_mask" in os.environ.get("LD_PRELOAD", "") else []
+
+
 def x86(cpu: str = X86_NO_VNNI) -> list[str]:
     """Command prefix: this Python on an emulated x86-64 CPU (default: AVX2, no VNNI)."""
-    return [need("qemu-x86_64-static", "qemu-user-static"), "-cpu", cpu, sys.executable]
+    return [need("qemu-x86_64-static", "qemu-user-static"), *_guest_env(), "-cpu", cpu, sys.executable]
 
 
 def avx2_env() -> dict[str, str]:
@@ -174,7 +180,8 @@ def project_site(dest: Path) -> Path:
 def arm(root: Path, cpu: str = "cortex-a72") -> list[str]:
     """Command prefix: the arm64 root's Python on an emulated `cpu`."""
     # -P: not the working directory first (a checkout's edgefer/ folder is not the installed package)
-    return [need("qemu-aarch64-static", "qemu-user-static"), "-cpu", cpu, "-L", str(root), str(root / "usr/bin/python3"), "-P"]
+    return [need("qemu-aarch64-static", "qemu-user-static"), *_guest_env(), "-cpu", cpu, "-L", str(root),
+            str(root / "usr/bin/python3"), "-P"]
 
 
 def arm_env(root: Path, project: Path | None = None) -> dict[str, str]:
