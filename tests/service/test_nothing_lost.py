@@ -133,6 +133,8 @@ def test_installed_service_defaults_lose_nothing_across_two_restarts_during_an_o
     got = collections.Counter(_key(json.loads(m[1])) for m in sub.on("faces"))
     missing = want - got  # at least once: duplicates are allowed, a missing frame is not
     sub.close()
+    print(f"\nproduced {sum(want.values())}, delivered {sum((want & got).values())} distinct "
+          f"({sum(got.values())} with duplicates), lost {sum(missing.values())}; daemon started 3 times")
     assert sum(want.values()) >= 90
     assert not missing, f"{sum(missing.values())} of {sum(want.values())} produced frames never reached the broker"
 
