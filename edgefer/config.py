@@ -190,14 +190,18 @@ def format_validation_error(exc: ValidationError, origin: str, text: str = "",
     parts = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
-        key = ".".join(loc) or "(top level)"
-        if loc in overridden:
-            prefix = f"{key} (from the command line)"
-        else:
-            line = next((where[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in where), None)
-            prefix = f"{origin}:{line}: {key}" if line else f"{origin}: {key}"
-        parts.append(f"{prefix}: {_describe(err, Config)}")
+        parts.append(f"{_locate(loc, origin, where, overridden)}: {_describe(err, Config)}")
     return "; ".join(parts)
+
+
+def _locate(loc: tuple[str, ...], origin: str, where: dict[tuple[str, ...], int], overridden: set[tuple[str, ...]]) -> str:
+    """`origin:LINE: dotted.key` (the line of the key, else of its nearest table), or
+    `dotted.key (from the command line)` for a value a flag gave."""
+    key = ".".join(loc) or "(top level)"
+    if loc in overridden:
+        return f"{key} (from the command line)"
+    line = next((where[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in where), None)
+    return f"{origin}:{line}: {key}" if line else f"{origin}: {key}"
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any], path: tuple[str, ...] = (),
@@ -274,9 +278,7 @@ def _check_outputs(config: Config, origin: str, text: str, overridden: set[tuple
         try:
             probe_output(Path(value).expanduser(), folder=folder, parents=True)
         except OSError as exc:
-            key = ".".join(loc)
-            line = key_lines(text).get(loc)
-            where = f"{key} (from the command line)" if loc in overridden else f"{origin}:{line}: {key}" if line else f"{origin}: {key}"
+            where = _locate(loc, origin, key_lines(text), overridden)
             raise ConfigError(f"{where}: cannot write {value}: {reason(exc)}") from None
 
 
