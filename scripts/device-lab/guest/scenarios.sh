@@ -18,6 +18,7 @@ wait_for() {  # seconds command...: poll until the command succeeds; 0 if it did
   return 1
 }
 mainpid() { systemctl show -p MainPID --value edgefer; }
+main_is_not() { local m; m=$(mainpid); [ "$m" != "$1" ] && [ "$m" != 0 ]; }  # a new main process runs
 frames() {  # count faces messages arriving within $1 seconds
   timeout "$1" mosquitto_sub -h 127.0.0.1 -t 'edgefer/+/faces' -q 1 2>/dev/null | wc -l
 }
@@ -91,11 +92,15 @@ result "camera vanishes and returns" "$ok" "device gone: $gone; frames again $ne
 restarts0=$(systemctl show -p NRestarts --value edgefer)
 pid=$(mainpid); t0=$(now)
 kill -STOP "$pid"
-wait_for 120 test "$(mainpid)" != "$pid" -a "$(mainpid)" != 0
+# (wait_for runs its command again each time: a "$(mainpid)" in its arguments would be read once,
+# and the wait would always run its full 120 s, as it did before 2026-12-07)
+wait_for 120 main_is_not "$pid"
+t_new=$(since "$t0")
 wait_for 120 systemctl is-active -q edgefer
+t_ready=$(since "$t0")
 next=$(next_frame 180)
 ok=$([ "$(systemctl show -p NRestarts --value edgefer)" -gt "$restarts0" ] && [ "$next" != none ] && echo 1 || echo 0)
-result "watchdog kills a hung daemon, systemd restarts it" "$ok" "$(since "$t0") s from SIGSTOP to frames again (WatchdogSec=30, RestartSec=5)"
+result "watchdog kills a hung daemon, systemd restarts it" "$ok" "$(since "$t0") s from SIGSTOP to frames again (new process $t_new s, READY $t_ready s after SIGSTOP; WatchdogSec=30, RestartSec=5; $(journalctl -u edgefer --no-pager -o cat | grep -m1 -i 'watchdog timeout' | cut -c1-60))"
 
 # -- hardening ------------------------------------------------------------------------------------
 pid=$(mainpid)
