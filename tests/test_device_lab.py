@@ -65,7 +65,7 @@ def _lab_missing() -> str | None:
 @pytest.mark.slow
 def test_service_scenarios_in_the_vm(lab, tmp_path):
     if os.environ.get("EDGEFER_LAB") != "1":
-        pytest.skip("the device lab boots a VM for about 7 minutes: set EDGEFER_LAB=1 (or run scripts/device-lab/lab.py)")
+        pytest.skip("the device lab boots a VM for about 5 minutes: set EDGEFER_LAB=1 (or run scripts/device-lab/lab.py)")
     missing = _lab_missing()
     if missing:
         if os.environ.get("EDGEFER_REQUIRE_LAB") == "1":
