@@ -1,5 +1,5 @@
 """scripts/device-lab/lab.py: its cache keys and build folders here; the VM scenarios themselves
-when asked for (EDGEFER_LAB=1: about 7 minutes on this machine kind with a warm cache)."""
+when asked for (EDGEFER_LAB=1: about 4-6 minutes on this machine kind)."""
 
 from __future__ import annotations
 
