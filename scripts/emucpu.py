@@ -86,7 +86,8 @@ def avx2_env() -> dict[str, str]:
         r = subprocess.run([need("cc", "gcc"), "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src)], capture_output=True, text=True)
         if r.returncode != 0:
             tmp.unlink(missing_ok=True)
-            raise EmulationUnavailable(f"cc could not build {src.name}: {r.stderr.strip().splitlines()[-1:]}")
+            last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise EmulationUnavailable(f"cc could not build {src.name}: {last}")
         tmp.rename(lib)
     preload = " ".join(p for p in (os.environ.get("LD_PRELOAD", ""), str(lib)) if p)
     return {**os.environ, "LD_PRELOAD": preload}
