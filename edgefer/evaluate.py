@@ -82,6 +82,8 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, intensity: np.ndarray
         sel = (maj >= 0) & finite
         out["ferplus_n"] = int(sel.sum())
         out["ferplus_accuracy"] = float((intensity[sel].argmax(axis=1) == maj[sel]).mean()) if sel.any() else None
+        # the emotion users are shown (the classification head) against the FER+ majority
+        out["ferplus_accuracy_cls"] = float((pred[sel] == maj[sel]).mean()) if sel.any() else None
     return out
 
 
@@ -102,6 +104,8 @@ def format_report(m: dict[str, Any], title: str = "") -> str:
         if m.get("ferplus_accuracy") is not None:
             lines.append(f"FER+ accuracy (intensity argmax vs FER+ majority, {m['ferplus_n']} rows): "
                          f"{100 * m['ferplus_accuracy']:.2f}%")
+            if m.get("ferplus_accuracy_cls") is not None:
+                lines.append(f"emotion (classification head) vs FER+ majority: {100 * m['ferplus_accuracy_cls']:.2f}%")
     lines.append("")
     lines.append(f"{'class':<10}{'support':>9}{'recall':>9}{'precision':>11}")
     for c in CLASS_NAMES:

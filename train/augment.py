@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .camera import CameraConfig, degrade
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.4, 1.2)
     erase_p: float = 0.3
     erase_frac: tuple[float, float] = (0.05, 0.2)
+    # What cameras do that FER-2013 crops do not show (`camera.py`); p 0: off.
+    camera: CameraConfig = CameraConfig()
 
 
 def augment(x: torch.Tensor, mean: float, std: float, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -52,6 +57,14 @@ def augment(x: torch.Tensor, mean: float, std: float, cfg: AugmentConfig, gen: t
     b = uniform(-cfg.brightness, cfg.brightness, n, 1, 1, 1)
     m = p.mean(dim=(2, 3), keepdim=True)
     p = ((p - m) * c + m + b).clamp(0.0, 1.0)
+
+    if cfg.camera.p > 0:  # draws from `gen` only when on, so runs without it are unchanged
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        u8 = (p[:, 0] * 255).round().to(torch.uint8).numpy()
+        faces, chosen = degrade(u8, cfg.camera, rng)
+        if chosen.any():
+            p = p.clone()
+            p[torch.from_numpy(chosen), 0] = torch.from_numpy(faces[chosen]).float() / 255
 
     blur = torch.rand(n, generator=gen) < cfg.blur_p
     if blur.any():

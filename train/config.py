@@ -81,6 +81,13 @@ class TrainConfig:
     # preparation and augmentation stay on the CPU with the seeded generator, so the batches are the
     # same on either; the arithmetic is not bit-identical across devices.
     device: str = "cpu"
+    # The classification head's target: "fer2013" (the single FER-2013 label, smoothed by `label_smoothing`),
+    # "ferplus" (the FER+ majority of ten annotators, smoothed alike; rows without an emotion majority keep
+    # the FER-2013 label) or "ferplus-soft" (the FER+ vote distribution over the seven emotions; rows whose
+    # votes are mostly unknown / not-a-face keep the smoothed FER-2013 label). `cls_target_weight`: the
+    # FER+ target's share against the FER-2013 label (1: alone; 0.5: half each).
+    cls_target: str = "fer2013"
+    cls_target_weight: float = 1.0
 
     @property
     def intensity_distill(self) -> float:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefer.contract import InputSpec, ferplus_majority, ferplus_shares, ferplus_usable, preprocess
+from edgefer.contract import CLASS_NAMES, InputSpec, ferplus_majority, ferplus_shares, ferplus_usable, preprocess
 from edgefer.data import FaceSet
 from edgefer.errors import UserError
 from edgefer.paths import atomic_path, ensure_dir, write_bytes_atomic, write_text_atomic
@@ -103,6 +103,7 @@ def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes
         maj = ferplus_majority(votes)
         ok = maj >= 0
         out["ferplus_accuracy"] = float((it[ok].argmax(1) == maj[ok]).mean())
+        out["ferplus_accuracy_cls"] = float((lo.argmax(1).numpy()[ok] == maj[ok]).mean())
     return out
 
 
@@ -126,16 +127,53 @@ def teacher_targets(teacher: EmotionNet, xb: torch.Tensor) -> tuple[torch.Tensor
     return (logits[:k].softmax(1) + logits[k:].softmax(1)) / 2, (inten[:k] + inten[k:]) / 2
 
 
+CLS_TARGETS = ("fer2013", "ferplus", "ferplus-soft")
+
+
+def check_cls_target(cfg: TrainConfig) -> None:
+    if cfg.cls_target not in CLS_TARGETS:
+        raise UserError(f"--cls-target {cfg.cls_target!r}: one of {', '.join(CLS_TARGETS)}")
+    if not 0 <= cfg.cls_target_weight <= 1:
+        raise UserError(f"--cls-target-weight {cfg.cls_target_weight}: a share, 0 <= weight <= 1")
+    if not 0 <= cfg.augment.camera.p <= 1:
+        raise UserError(f"--camera-aug {cfg.augment.camera.p}: a share of each batch, 0 <= share <= 1")
+
+
+def class_targets(labels: np.ndarray, votes: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
+    """The classification head's target distribution per row (N x 7) for `cfg.cls_target`; None for
+    "fer2013" alone, whose one-hot labels the loss smooths itself (the recipe as it was)."""
+    check_cls_target(cfg)
+    if cfg.cls_target == "fer2013":
+        return None
+    k, eps = len(CLASS_NAMES), cfg.label_smoothing
+    eye = np.eye(k, dtype=np.float32)
+    fer = eye[labels] * (1 - eps) + eps / k
+    if cfg.cls_target == "ferplus":
+        maj = ferplus_majority(votes)
+        plus = np.where((maj >= 0)[:, None], eye[np.maximum(maj, 0)] * (1 - eps) + eps / k, fer)
+    else:
+        shares = ferplus_shares(votes)
+        total = shares.sum(1, keepdims=True)
+        ok = ferplus_usable(votes) & (total[:, 0] > 0)
+        plus = np.where(ok[:, None], shares / np.maximum(total, 1e-6), fer)
+    w = cfg.cls_target_weight
+    return ((1 - w) * fer + w * plus).astype(np.float32)
+
+
 def batch_losses(model: EmotionNet, xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor, wb: torch.Tensor,
                  t_probs: torch.Tensor | None, t_int: torch.Tensor | None, cfg: TrainConfig,
-                 mixed: tuple[torch.Tensor, float] | None = None,
+                 mixed: tuple[torch.Tensor, float] | None = None, qb: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Total, classification and intensity losses of one batch (labels mixed with the teacher's
     outputs when there is one), and the classification logits. `mixed`: the second labels and the
-    weight of the first of a mixup batch (`mix_batch`)."""
+    weight of the first of a mixup batch (`mix_batch`). `qb`: the classification head's target
+    distributions (`class_targets`, already blended by mixup), used instead of `yb` when given."""
     logits, int_logits = model.forward_raw(xb)
-    cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-    if mixed is not None:
+    if qb is not None:
+        cls_loss = -(qb * F.log_softmax(logits, 1)).sum(1).mean()
+    else:
+        cls_loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+    if mixed is not None and qb is None:
         y2, lam = mixed
         cls_loss = lam * cls_loss + (1 - lam) * F.cross_entropy(logits, y2, label_smoothing=cfg.label_smoothing)
     if t_probs is not None and t_int is not None:
@@ -226,6 +264,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     from tqdm import tqdm
 
     dev = train_device(cfg.device)  # before anything is written
+    check_cls_target(cfg)
     if cfg.mixup > 0 and cfg.teacher and cfg.teacher_views == "multi":
         raise UserError("--mixup blends the faces, so the teacher must see them: use --teacher-views flip")
     if not 0 <= cfg.holdout < 1:
@@ -257,8 +296,11 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     y_tr = torch.from_numpy(tr.labels)
     t_tr = torch.from_numpy(ferplus_shares(tr.votes))
     w_tr = torch.from_numpy(ferplus_usable(tr.votes).astype(np.float32))
+    q = class_targets(tr.labels, tr.votes, cfg)
+    q_tr = None if q is None else torch.from_numpy(q)
     keep = y_tr >= 0
     x_tr, y_tr, t_tr, w_tr = x_tr[keep], y_tr[keep], t_tr[keep], w_tr[keep]
+    q_tr = None if q_tr is None else q_tr[keep]
     x_va = torch.from_numpy(preprocess(va.pixels, spec))
     start = load_network(Path(cfg.init), calib=x_tr[:2048]) if cfg.init else None
     if cfg.prune_to:
@@ -345,11 +387,16 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
                 xb = torch.where(swap[:, None, None, None], x_re[idx], xb)
             xb = augment(xb, spec.mean, spec.std, cfg.augment, gen)
             yb, tb, wb = y_tr[idx], t_tr[idx], w_tr[idx]
+            qb = None if q_tr is None else q_tr[idx]
             mixed = None
             if cfg.mixup > 0:
-                xb, tb, wb, (y2, lam) = mix_batch(xb, yb, tb, wb, cfg.mixup, gen)
+                k7 = tb.shape[1]  # class targets ride along with the intensity targets, blended alike
+                both = tb if qb is None else torch.cat([tb, qb], 1)
+                xb, both, wb, (y2, lam) = mix_batch(xb, yb, both, wb, cfg.mixup, gen)
+                tb, qb = both[:, :k7], (None if qb is None else both[:, k7:])
                 mixed = (y2.to(dev), lam)
             xb, yb, tb, wb = xb.to(dev, non_blocking=True), yb.to(dev), tb.to(dev), wb.to(dev)
+            qb = None if qb is None else qb.to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
             t_probs = t_int = None
@@ -357,14 +404,14 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
                 t_probs, t_int = (teacher_targets(teacher, xb) if fixed_targets is None
                                   else (fixed_targets[0][idx].to(dev), fixed_targets[1][idx].to(dev)))
 
-            loss, cls_loss, int_loss, logits = batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed)
+            loss, cls_loss, int_loss, logits = batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed, qb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.sam > 0:
                 moves = sam_ascend(model, cfg.sam)
                 opt.zero_grad(set_to_none=True)
                 with _bn_stats_frozen(model):
-                    batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed)[0].backward()
+                    batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed, qb)[0].backward()
                 sam_descend(moves)
             opt.step()
             if ema is not None:
@@ -386,9 +433,10 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
                "train_int_loss": sums["int_loss"] / n, "train_accuracy": sums["correct"] / n,
                **{f"val_{k}": v for k, v in val.items()}, "seconds": time.monotonic() - t0}
         history.append(row)
-        log.info("epoch %d/%d  train loss %.3f acc %.3f | val acc %.4f rmse %.4f ferplus %.4f%s | %.0fs",
+        log.info("epoch %d/%d  train loss %.3f acc %.3f | val acc %.4f rmse %.4f ferplus %.4f (class head %.4f)%s | %.0fs",
                  epoch + 1, cfg.epochs, row["train_loss"], row["train_accuracy"], val["accuracy"],
                  val.get("intensity_rmse", float("nan")), val.get("ferplus_accuracy", float("nan")),
+                 val.get("ferplus_accuracy_cls", float("nan")),
                  f" (raw weights: acc {val['raw_accuracy']:.4f})" if ema is not None else "", row["seconds"])
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                       "torch_rng": torch.get_rng_state(),

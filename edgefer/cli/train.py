@@ -80,6 +80,14 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--mixup", type=click.FloatRange(0, None), default=0.0, show_default=True,
               help="Blend each batch with a shuffled copy of itself, weight ~ Beta(a, a) (0: off; with --teacher, "
                    "the teacher sees the blended faces).")
+@click.option("--cls-target", type=click.Choice(["fer2013", "ferplus", "ferplus-soft"]), default="fer2013",
+              show_default=True, help="The classification head's target: the FER-2013 label, the FER+ majority, "
+              "or the FER+ vote distribution.")
+@click.option("--cls-target-weight", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="With a FER+ --cls-target: its share against the FER-2013 label (1: alone).")
+@click.option("--camera-aug", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of each batch degraded as a camera would (turn, exposure, low resolution, motion "
+              "blur, noise, JPEG; train/camera.py).")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, or cuda / cuda:N to train on a GPU (augmentation stays on the CPU; see --threads).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
@@ -88,7 +96,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
               teacher: Path | None, distill: float,
               distill_intensity: float | None, teacher_views: str, sam: float,
               widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
-              device: str) -> None:
+              cls_target: str, cls_target_weight: float, camera_aug: float, device: str) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -100,6 +108,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     """
     _need_torch()
     from edgefer.data import load_faces
+    from edgefer.train.augment import AugmentConfig
+    from edgefer.train.camera import CameraConfig
     from edgefer.train.config import TrainConfig
     from edgefer.train.recipe import train
 
@@ -129,7 +139,9 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
                       realigned_frac=realigned_frac, detector=det or "", template=tpl, ema=ema,
                       teacher=str(teacher or ""), distill=distill,
                       distill_intensity=distill_intensity, teacher_views=teacher_views, sam=sam,
-                      widths=widths, depths=depths, prune_to=prune_to, mixup=mixup, device=device)
+                      widths=widths, depths=depths, prune_to=prune_to, mixup=mixup, device=device,
+                      cls_target=cls_target, cls_target_weight=cls_target_weight,
+                      augment=AugmentConfig(camera=CameraConfig(p=camera_aug)))
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")
 
