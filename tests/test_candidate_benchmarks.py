@@ -1,0 +1,62 @@
+"""`benchmarks/candidates.py` and `benchmarks/camera_robustness.py`, the figures issue 24's decision rule
+reads, on real photos (3 per class) and the real FER-2013 rows: what they print agrees with `edgefer eval`
+on the same data, and camera degradations cost accuracy in the direction they must."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "edgefer" / "models" / "edgefer-fer-v1.onnx"
+
+
+@pytest.fixture(scope="module")
+def few_photos(tmp_path_factory, photos_dir):
+    d = tmp_path_factory.mktemp("photos")
+    for cls in sorted(p for p in photos_dir.iterdir() if p.is_dir()):
+        (d / cls.name).mkdir()
+        for img in sorted(cls.iterdir())[:3]:
+            shutil.copy(img, d / cls.name / img.name)
+    return d
+
+
+def bench(name: str, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *map(str, args)], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+def test_candidates_agrees_with_edgefer_eval(tmp_path, few_photos, fer_npz, yunet_path):
+    r = bench("candidates.py", f"ref={MODEL}", f"again={MODEL}", "--data", fer_npz, "--photos", few_photos,
+              "--detector", yunet_path, "--json", tmp_path / "c.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((tmp_path / "c.json").read_text())
+    assert out["ref"]["rows"]["n"] == 2858  # a tenth of each class of Training, as `edgefer train --holdout 0.1`
+    assert out["ref"]["rows"]["accuracy"] == out["again"]["rows"]["accuracy"]
+    ev = subprocess.run([sys.executable, "-m", "edgefer", "eval", str(few_photos), "--detector", str(yunet_path),
+                         "--json"], capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert out["ref"]["photos"]["accuracy"] == pytest.approx(json.loads(ev.stdout)["accuracy"])
+    assert "| ref |" in r.stdout and "per-class recall, photos" in r.stdout
+
+
+def test_candidates_refuses_a_missing_model_in_one_line(tmp_path, fer_npz):
+    r = bench("candidates.py", tmp_path / "nope.onnx", "--data", fer_npz)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such model file" in r.stderr
+
+
+def test_camera_robustness_degrades_as_a_camera_does(tmp_path, few_photos, yunet_path):
+    r = bench("camera_robustness.py", f"m={MODEL}", "--photos", few_photos, "--detector", yunet_path,
+              "--json", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "r.json").read_text())
+    clean = res["clean"]["m"]
+    assert clean["n"] + clean["no_face"] == 21
+    worst = res["face 48 px, all of it"]["m"]
+    assert worst["accuracy"] <= clean["accuracy"]
+    assert len(res) == 8 and "| clean |" in r.stdout
