@@ -20,6 +20,15 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+#: The two sizes of one contract (issue 24): stage widths and 3x3 convolutions per stage. "fast" is the
+#: embedded model's network (75 M multiply-accumulates per face, 150 MFLOPs: the Pi's); "large" is the
+#: wide teacher of stages 12 and 13 (468 M, 0.94 GFLOPs: for Jetson through TensorRT and for x86).
+SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "fast": ((32, 64, 128, 256), (1, 2, 2, 1)),
+    "large": ((64, 128, 256, 512), (2, 2, 2, 2)),
+}
+
+
 class EmotionNet(nn.Module):
     """Grayscale face (N x 1 x S x S) -> (logits N x 7, intensity N x 7 in 0..1)."""
 

@@ -69,9 +69,12 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
                    "worse students in both runs measured: docs/training-history.md, stages 6 and 7).")
 @click.option("--sam", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Sharpness-aware minimisation with this rho (0: off; twice the compute per step; docs/training-history.md, stage 8).")
-@click.option("--widths", default="32,64,128,256", show_default=True, callback=lambda c, p, v: _int_list(p, v),
-              help="Channels of each stage of the network (a new stage after each max pooling).")
-@click.option("--depths", default="1,2,2,1", show_default=True, callback=lambda c, p, v: _int_list(p, v),
+@click.option("--size", type=click.Choice(["fast", "large"]), default=None,
+              help="The network's size: fast (the embedded model's, 150 MFLOPs per face; the default) or large "
+                   "(0.94 GFLOPs, for Jetson and x86); or give --widths and --depths.")
+@click.option("--widths", default="", callback=lambda c, p, v: _int_list(p, v) if v else (),
+              help="Channels of each stage of the network (a new stage after each max pooling); default: --size's.")
+@click.option("--depths", default="", callback=lambda c, p, v: _int_list(p, v) if v else (),
               help="3x3 convolutions in each stage (one per width). A fine-tuning stage (--init) keeps the "
                    "layout of its start.")
 @click.option("--prune-to", default="", callback=lambda c, p, v: _int_list(p, v) if v else (),
@@ -95,7 +98,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
               realigned_frac: float, detector: Path | None, template: Path | None, ema: float,
               teacher: Path | None, distill: float,
               distill_intensity: float | None, teacher_views: str, sam: float,
-              widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
+              size: str | None, widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
               cls_target: str, cls_target_weight: float, camera_aug: float, device: str) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
@@ -116,6 +119,14 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
     logging.getLogger("edgefer.train").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    from edgefer.train.model import SIZES
+
+    if size is not None and (widths or depths):
+        raise UserError(f"--size {size} sets the layout: give --size or --widths/--depths, not both")
+    if bool(widths) != bool(depths):
+        raise UserError("--widths and --depths go together (or use --size)")
+    if not widths:
+        widths, depths = SIZES[size or "fast"]
     if len(widths) != len(depths):
         raise UserError(f"--widths {widths} and --depths {depths}: give one depth per stage")
     if prune_to and init is None:

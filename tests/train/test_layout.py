@@ -81,3 +81,24 @@ def test_bad_layout_is_refused(small_slice, tmp_path, widths, depths):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "depth" in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_two_sizes_are_within_their_budgets(small_slice, tmp_path):
+    """Issue 24: fast <= 150 MFLOPs per face (the Pi's), large <= 1.5 GFLOPs; `--size large` trains that layout."""
+    from edgefer.train.model import SIZES
+
+    macs = {name: count_macs(EmotionNet(w, depths=d), 48) for name, (w, d) in SIZES.items()}
+    assert macs["fast"] <= 75_000_000 < macs["large"] <= 750_000_000
+    r = cli("train", "--data", small_slice, "--out", tmp_path / "run", "--size", "large", "--epochs", "1",
+            "--max-steps", "1", "--batch-size", "32", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (tuple(cfg["widths"]), tuple(cfg["depths"])) == SIZES["large"]
+
+
+@pytest.mark.parametrize("args, says", [(("--size", "large", "--widths", "8,16", "--depths", "1,1"), "not both"),
+                                        (("--widths", "8,16"), "go together")])
+def test_size_and_layout_options_conflict_in_one_line(small_slice, tmp_path, args, says):
+    r = cli("train", "--data", small_slice, "--out", tmp_path / "run", *args)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and says in r.stderr
+    assert not (tmp_path / "run").exists()
