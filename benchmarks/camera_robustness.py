@@ -14,20 +14,17 @@ the faces found, and angry and fear recall.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from candidates import named_models, run, write_json  # beside this file
 
-from edgefer.contract import CLASS_NAMES
+from edgefer.data import FaceSet
 from edgefer.edge.classifier import Classifier
 from edgefer.edge.pipeline import build_pipeline
-from edgefer.errors import UserError
 from edgefer.evaluate import compute_metrics, predict_faceset
-from edgefer.data import FaceSet
 from edgefer.train import camera
 
 Frame = np.ndarray
@@ -71,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from edgefer.edge.photos import class_folders, list_images, read_image
 
-    named = [(m.split("=", 1) if "=" in m else (Path(m).stem, m)) for m in a.models]
-    for _, p in named:
-        if not Path(p).is_file():
-            raise UserError(f"{p}: no such model file")
+    named = named_models(a.models)
     pipe = build_pipeline(model=named[0][1], detector=a.detector)
     files = [(img, label) for sub, label in class_folders(a.photos) for img in list_images(sub)]
     images = [(read_image(p), label) for p, label in files]
@@ -118,17 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"({100 * (m['per_class_recall']['angry'] or 0):.0f} / "
                  f"{100 * (m['per_class_recall']['fear'] or 0):.0f})" for m in per.values()]
         print(f"| {cname} | {m0['n']} of {m0['n'] + m0['no_face']} | " + " | ".join(cells) + " |")
-    if a.json:
-        from edgefer.evaluate import json_safe
-        from edgefer.paths import write_text_atomic
-
-        write_text_atomic(a.json, json.dumps(json_safe(results), indent=1))
+    write_json(a.json, results)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"camera_robustness: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main, "camera_robustness")

@@ -23,8 +23,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from edgefer.contract import CLASS_NAMES
 from edgefer.data import load_faces
 from edgefer.edge.classifier import Classifier
@@ -49,6 +47,32 @@ def photo_crops(photos: Path, model: Path, detector: Path | None):
     return load_photo_folder(photos, build_pipeline(model=model, detector=detector))
 
 
+def named_models(args: list[str]) -> list[tuple[str, str]]:
+    """NAME=PATH (or a path, named by its file) -> [(name, path)]; a missing file is a UserError."""
+    named = [tuple(m.split("=", 1)) if "=" in m else (Path(m).stem, m) for m in args]
+    for _, p in named:
+        if not Path(p).is_file():
+            raise UserError(f"{p}: no such model file")
+    return named  # type: ignore[return-value]
+
+
+def write_json(path: Path | None, obj: object) -> None:
+    if path is not None:
+        from edgefer.evaluate import json_safe
+        from edgefer.paths import write_text_atomic
+
+        write_text_atomic(path, json.dumps(json_safe(obj), indent=1))
+
+
+def run(main, prog: str) -> None:  # type: ignore[no-untyped-def]
+    """`main()`'s exit status; a UserError as one line and exit 2."""
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
@@ -65,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write every figure here")
     a = ap.parse_args(argv)
 
-    named = [(m.split("=", 1) if "=" in m else (Path(m).stem, m)) for m in a.models]
-    for _, p in named:
-        if not Path(p).is_file():
-            raise UserError(f"{p}: no such model file")
+    named = named_models(a.models)
     rows, rows_name = held_out_rows(a.data, a.holdout, a.seed, a.split)
     crops = photo_crops(a.photos, Path(named[0][1]), a.detector) if a.photos else None
     results = {}
@@ -97,17 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in results.items():
             rec = r[part]["per_class_recall"]
             print(f"| {name} | " + " | ".join(pct(rec[c]) for c in CLASS_NAMES) + " |")
-    if a.json:
-        from edgefer.evaluate import json_safe
-        from edgefer.paths import write_text_atomic
-
-        write_text_atomic(a.json, json.dumps(json_safe(results), indent=1))
+    write_json(a.json, results)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"candidates: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main, "candidates")

@@ -22,7 +22,7 @@ def sharpness(f: np.ndarray) -> float:
 
 
 def test_each_camera_step_does_what_it_says(faces):
-    from edgefer.train.camera import CameraConfig, STEPS, degrade_one
+    from edgefer.train.camera import STEPS, CameraConfig, degrade_one
 
     px = faces[0]
     cfg = CameraConfig(p=1.0)
