@@ -1,6 +1,7 @@
 """The training recipe: seeded, resumable, one checkpoint per epoch.
 
-Classification head: cross-entropy with label smoothing on FER-2013 labels.
+Classification head: cross-entropy with label smoothing on FER-2013 labels, or (`cls_target`) on the FER+
+majority or the FER+ vote distribution, alone or mixed with them (`class_targets`).
 Intensity head: sigmoid cross-entropy against FER+ vote shares (rows that FER+ marks as mostly
 unknown / not-a-face get zero weight), as the published intensity regression model did.
 Validation each epoch on the `PublicTest` rows: loss, accuracy, intensity RMSE, FER+ accuracy.
