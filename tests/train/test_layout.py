@@ -102,3 +102,21 @@ def test_size_and_layout_options_conflict_in_one_line(small_slice, tmp_path, arg
     r = cli("train", "--data", small_slice, "--out", tmp_path / "run", *args)
     assert r.returncode != 0 and "Traceback" not in r.stderr and says in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_another_layout_converts_and_drift_checks_as_the_default_does(three_stage, small_slice, tmp_path):
+    """Issue 24: both sizes convert, calibrate and drift-check the same way; here a third layout, so that
+    nothing in the conversion chain assumes the default network."""
+    r = cli("calibration", "build", "--from", small_slice, "--split", "Training", "--out", tmp_path / "calib.npz")
+    assert r.returncode == 0, r.stderr
+    r = cli("convert", "--model", three_stage / "m.onnx", "--to", "onnx-int8", "--calib", tmp_path / "calib.npz",
+            "--eval", small_slice, "--out", tmp_path / "m.int8.onnx", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["passed"] and "x86-avx2" in summary["int8"]["exact_on"]
+    report = json.loads((tmp_path / "m.int8.onnx.drift.json").read_text())
+    assert report["n"] == 128 and report["kind"] == "classifier" and report["non_finite_converted"] == 0
+    assert report["intensity_rmse_between_models"] < 0.05
+    from edgefer.modelinfo import read_onnx_info
+
+    assert read_onnx_info(tmp_path / "m.int8.onnx").precision == "int8"
