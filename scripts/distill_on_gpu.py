@@ -148,7 +148,7 @@ def main() -> int:
     from edgefer.cli.train import load_template
     from edgefer.data import load_faces
     from edgefer.errors import UserError
-    from edgefer.train.checkpoint import delivered_weights
+    from edgefer.train.checkpoint import save_fp16_weights
     from edgefer.train.config import TrainConfig
     from edgefer.train.realign import usable_cores
     from edgefer.train.recipe import train
@@ -194,9 +194,7 @@ def main() -> int:
             train(faces, runs / "teacher", replace(t_cfg, epochs=t_epochs), progress=False)
             print(f"teacher done at {elapsed():.0f} s", flush=True)
             ck = torch.load(teacher, map_location="cpu", weights_only=False)
-            half = {k: (v.half() if v.is_floating_point() else v) for k, v in delivered_weights(ck).items()}
-            torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
-                       keep / "teacher-weights-fp16.pt")
+            save_fp16_weights(ck, keep / "teacher-weights-fp16.pt")
         outs = student_dirs(runs, args.seeds)
         for o in outs:
             copy_caches(runs / "teacher", o)  # framed once, whichever run framed them

@@ -95,12 +95,10 @@ def keep(run: Path, out: Path, planned: int, seconds: float, cut: bool) -> int:
         for i in range(0, len(blob), PART):
             k = i // PART
             (out / f"last.pt.part-{chr(97 + k // 26)}{chr(97 + k % 26)}").write_bytes(blob[i:i + PART])
-    from edgefer.train.checkpoint import delivered_weights
+    from edgefer.train.checkpoint import save_fp16_weights
 
     ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
-    half = {k: (v.half() if v.is_floating_point() else v) for k, v in delivered_weights(ck).items()}
-    torch.save({"ema": half, "config": ck["config"], "history": ck["history"], "epoch": ck["epoch"]},
-               out / "weights-fp16.pt")
+    save_fp16_weights(ck, out / "weights-fp16.pt")
     with tarfile.open(out / "logs.tar", "w") as tar:
         for name in ("history.json", "curves.png", "config.json", "train.log"):
             if (run / name).exists():
