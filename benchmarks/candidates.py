@@ -1,7 +1,8 @@
 """Candidate models side by side, on the figures a decision rule chooses by (issue 24).
 
 For each ONNX model: on the rows of `Training` that `edgefer train --holdout SHARE --seed SEED` kept
-out of training, top-1 vs the FER-2013 labels, FER+ accuracy (intensity argmax vs the FER+ majority),
+out of training, top-1 vs the FER-2013 labels, FER+ accuracy (intensity argmax vs the FER+ majority;
+also with either class of a tie counted right, and on clear majorities only as the FER+ paper scores),
 the classification head vs the FER+ majority and intensity RMSE; and on a folder of labelled photos
 through the full pipeline (YuNet, aligner, classifier; an image without a face is an error), accuracy
 and per-class recall. PublicTest is not read unless asked for (`--split PublicTest`): a decision rule
@@ -101,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"rows: {rows_name}, {len(rows)} faces" + (f"; photos: {a.photos}, {len(crops) + crops.no_face} images"
                                                     if crops is not None else ""))
-    print("| model | top-1 | FER+ acc. | class head vs FER+ | RMSE | photos | photos angry | photos fear |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | top-1 | FER+ acc. | FER+, ties either way | FER+, clear majorities (paper) | class head vs FER+ "
+          "| RMSE | photos | photos angry | photos fear |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         m, ph = r["rows"], r.get("photos")
-        print(f"| {name} | {pct(m['accuracy'])} | {pct(m.get('ferplus_accuracy'))} | "
+        print(f"| {name} | {pct(m['accuracy'])} | {pct(m.get('ferplus_accuracy'))} | {pct(m.get('ferplus_accuracy_ties'))} | "
+              f"{pct(m.get('ferplus_accuracy_clear'))} | "
               f"{pct(m.get('ferplus_accuracy_cls'))} | {m.get('intensity_rmse', float('nan')):.4f} | "
               + (f"{pct(ph['accuracy'])} | {pct(ph['per_class_recall']['angry'])} | {pct(ph['per_class_recall']['fear'])} |"
                  if ph else "- | - | - |"))

@@ -42,6 +42,29 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     return lookup[col]
 
 
+def ferplus_at_top(votes: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Whether each row's class `classes[i]` has as many FER+ votes as the most voted column: the
+    prediction agrees with the annotators' majority, counting either class of a tie at the top
+    (where `ferplus_majority` picks the first column)."""
+    votes = np.asarray(votes)
+    mine = votes[np.arange(len(votes)), FERPLUS_COLUMN_OF_CLASS[np.asarray(classes)]]
+    return mine == votes.max(axis=1)
+
+
+def ferplus_clear_majority(votes: np.ndarray) -> np.ndarray:
+    """The FER+ label under the test protocol of Barsoum et al., ICMI 2016 (arXiv 1608.01041; the
+    "majority" mode of github.com/microsoft/FERPlus, src/ferplus.py): single votes are dropped as
+    outliers and a face is labelled only if its top emotion then holds more than half of the votes
+    left. An edgefer class index, or -1 where there is no such majority or it is contempt, unknown
+    or not-a-face. Ambiguous faces (about 12% of them) are left out of what this scores."""
+    v = np.asarray(votes, dtype=np.int64)
+    v = np.where(v <= 1, 0, v)
+    lookup = np.full(10, -1, dtype=np.int64)
+    lookup[FERPLUS_COLUMN_OF_CLASS] = np.arange(len(CLASS_NAMES))
+    clear = v.max(axis=1) * 2 > v.sum(axis=1)
+    return np.where(clear, lookup[v.argmax(axis=1)], -1)
+
+
 def ferplus_usable(votes: np.ndarray) -> np.ndarray:
     """Rows whose votes describe a face: fewer than half the annotators said unknown or not-a-face."""
     votes = np.asarray(votes)

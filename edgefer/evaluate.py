@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import CLASS_NAMES, ferplus_majority, ferplus_shares
+from .contract import CLASS_NAMES, ferplus_at_top, ferplus_clear_majority, ferplus_majority, ferplus_shares
 from .data import FaceSet
 
 
@@ -46,7 +46,9 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, intensity: np.ndarray
                     votes: np.ndarray | None = None, no_face: int = 0) -> dict[str, Any]:
     """Accuracy (no-face images and non-finite outputs count as errors), per-class recall and precision,
     confusion (rows: true class, columns: predicted), and with FER+ votes the intensity RMSE / MAE
-    against vote shares and `ferplus_accuracy` (intensity argmax vs the FER+ majority label)."""
+    against vote shares and `ferplus_accuracy` (intensity argmax vs the FER+ majority label, ties to
+    the first FER+ column); `ferplus_accuracy_ties` on the same rows counts either class of a tie, and
+    `ferplus_accuracy_clear` scores the faces with a clear majority only, as the FER+ paper does."""
     k = len(CLASS_NAMES)
     finite = np.ones(len(labels), bool) if finite is None else finite
     labelled = labels >= 0
@@ -84,6 +86,15 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, intensity: np.ndarray
         out["ferplus_accuracy"] = float((intensity[sel].argmax(axis=1) == maj[sel]).mean()) if sel.any() else None
         # the emotion users are shown (the classification head) against the FER+ majority
         out["ferplus_accuracy_cls"] = float((pred[sel] == maj[sel]).mean()) if sel.any() else None
+        # the same rows, a tie at the top of the votes counting either class
+        top = ferplus_at_top(votes, intensity.argmax(axis=1))
+        out["ferplus_accuracy_ties"] = float(top[sel].mean()) if sel.any() else None
+        # the published FER+ test protocol: faces with a clear majority only
+        clear = ferplus_clear_majority(votes)
+        csel = (clear >= 0) & finite
+        out["ferplus_clear_n"] = int(csel.sum())
+        out["ferplus_accuracy_clear"] = (float((intensity[csel].argmax(axis=1) == clear[csel]).mean())
+                                         if csel.any() else None)
     return out
 
 
@@ -104,6 +115,12 @@ def format_report(m: dict[str, Any], title: str = "") -> str:
         if m.get("ferplus_accuracy") is not None:
             lines.append(f"FER+ accuracy (intensity argmax vs FER+ majority, {m['ferplus_n']} rows): "
                          f"{100 * m['ferplus_accuracy']:.2f}%")
+            if m.get("ferplus_accuracy_ties") is not None:
+                lines.append(f"  the same, a tie at the top of the votes counting either class: "
+                             f"{100 * m['ferplus_accuracy_ties']:.2f}%")
+            if m.get("ferplus_accuracy_clear") is not None:
+                lines.append(f"  FER+ test protocol of Barsoum et al. 2016 (clear majorities only, "
+                             f"{m['ferplus_clear_n']} rows): {100 * m['ferplus_accuracy_clear']:.2f}%")
             if m.get("ferplus_accuracy_cls") is not None:
                 lines.append(f"emotion (classification head) vs FER+ majority: {100 * m['ferplus_accuracy_cls']:.2f}%")
     lines.append("")

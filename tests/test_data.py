@@ -9,6 +9,8 @@ from edgefer.contract import (
     CLASS_NAMES,
     FER2013_TO_EDGEFER,
     InputSpec,
+    ferplus_at_top,
+    ferplus_clear_majority,
     ferplus_majority,
     ferplus_shares,
     ferplus_usable,
@@ -122,3 +124,56 @@ def test_select_keeps_paths_with_their_rows():
                     usage=np.array(["", "", ""]), paths=["a.jpg", "b.jpg", "c.jpg"])
     sel = faces.select(np.array([True, False, True]))
     assert sel.paths == ["a.jpg", "c.jpg"] and sel.labels.tolist() == [0, 5]
+
+
+def _votes(**named: int) -> list[int]:
+    """One row of FER+ votes from column names."""
+    cols = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    return [named.get(c, 0) for c in cols]
+
+
+# (votes, plurality label as ferplus_majority gives it, the FER+ paper's label, classes tied at the top)
+HAND_MADE = [
+    (_votes(neutral=4, sadness=4, happiness=2), "neutral", None, {"neutral", "sad"}),  # a tie: no clear majority
+    (_votes(happiness=6, surprise=3, anger=1), "happy", "happy", {"happy"}),  # 6 of 9 once the single vote goes
+    (_votes(neutral=5, sadness=1, anger=1, fear=1, disgust=1, surprise=1), "neutral", "neutral", {"neutral"}),
+    (_votes(neutral=4, sadness=3, happiness=3), "neutral", None, {"neutral"}),  # 4 of 10: no clear majority
+    (_votes(contempt=6, neutral=4), None, None, set()),  # contempt is not an edgefer class
+    (_votes(unknown=1, NF=1, neutral=1), "neutral", None, {"neutral"}),  # single votes only: no label
+]
+
+
+def test_ferplus_labels_by_hand():
+    """The three readings of the votes on rows worked out by hand: the plurality (ties to the first
+    FER+ column), either class of a tie, and the FER+ paper's protocol (single votes dropped, more
+    than half of the rest). The third row has a clear majority only because the single votes go."""
+    votes = np.array([v for v, *_ in HAND_MADE], np.uint8)
+    idx = {c: i for i, c in enumerate(CLASS_NAMES)}
+    assert ferplus_majority(votes).tolist() == [idx.get(m, -1) for _, m, _, _ in HAND_MADE]
+    assert ferplus_clear_majority(votes).tolist() == [idx.get(c, -1) if c else -1 for _, _, c, _ in HAND_MADE]
+    for cls in CLASS_NAMES:
+        at_top = ferplus_at_top(votes, np.full(len(votes), idx[cls]))
+        assert at_top.tolist() == [cls in top for *_, top in HAND_MADE], cls
+
+
+def test_fer_plus_metrics_by_hand():
+    """`compute_metrics` scores the intensity argmax three ways: a prediction of sad on the 4-4 tie
+    is wrong by the plurality, right with ties, and the tie is not scored by the paper's protocol."""
+    from edgefer.evaluate import compute_metrics
+
+    votes = np.array([v for v, *_ in HAND_MADE[:4]], np.uint8)
+    pred = [CLASS_NAMES.index(c) for c in ("sad", "happy", "angry", "neutral")]
+    intensity = np.eye(7, dtype=np.float32)[pred]
+    m = compute_metrics(np.array(pred), intensity, intensity, votes=votes)
+    assert m["ferplus_n"] == 4 and m["ferplus_accuracy"] == pytest.approx(2 / 4)
+    assert m["ferplus_accuracy_ties"] == pytest.approx(3 / 4)
+    assert m["ferplus_clear_n"] == 2 and m["ferplus_accuracy_clear"] == pytest.approx(1 / 2)
+
+
+def test_clear_majorities_on_real_data(fer_npz):
+    """On PublicTest about nine faces in ten have a clear FER+ majority, and where one exists it is
+    the plurality label: the paper's protocol drops ambiguous faces and relabels none."""
+    votes = load_faces(fer_npz).split("PublicTest").votes
+    maj, clear = ferplus_majority(votes), ferplus_clear_majority(votes)
+    assert ((clear == maj) | (clear == -1)).all()
+    assert (clear >= 0).sum() == 3186 and (maj >= 0).sum() == 3529
