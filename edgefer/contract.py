@@ -56,7 +56,7 @@ def ferplus_clear_majority(votes: np.ndarray) -> np.ndarray:
     "majority" mode of github.com/microsoft/FERPlus, src/ferplus.py): single votes are dropped as
     outliers and a face is labelled only if its top emotion then holds more than half of the votes
     left. An edgefer class index, or -1 where there is no such majority or it is contempt, unknown
-    or not-a-face. Ambiguous faces (about 12% of them) are left out of what this scores."""
+    or not-a-face. Ambiguous faces (a tenth of PublicTest's) are left out of what this scores."""
     v = np.asarray(votes, dtype=np.int64)
     v = np.where(v <= 1, 0, v)
     lookup = np.full(10, -1, dtype=np.int64)
