@@ -36,7 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefer.contract import CLASS_NAMES, InputSpec, ferplus_majority, ferplus_shares, ferplus_usable, preprocess
+from edgefer.contract import (CLASS_NAMES, InputSpec, ferplus_clear_majority, ferplus_majority, ferplus_shares,
+                              ferplus_usable, preprocess)
 from edgefer.data import FaceSet
 from edgefer.errors import UserError
 from edgefer.paths import atomic_path, ensure_dir, write_bytes_atomic, write_text_atomic
@@ -105,6 +106,8 @@ def evaluate_torch(model: EmotionNet, x: torch.Tensor, labels: np.ndarray, votes
         ok = maj >= 0
         out["ferplus_accuracy"] = float((it[ok].argmax(1) == maj[ok]).mean())
         out["ferplus_accuracy_cls"] = float((lo.argmax(1).numpy()[ok] == maj[ok]).mean())
+        clear = ferplus_clear_majority(votes)  # the FER+ paper's reading (edgefer.evaluate has all three)
+        out["ferplus_accuracy_clear"] = float((it[clear >= 0].argmax(1) == clear[clear >= 0]).mean())
     return out
 
 

@@ -39,7 +39,8 @@ def run_dir(tmp_path_factory, slice_npz) -> Path:
 def test_train_writes_checkpoint_and_logs(run_dir):
     history = json.loads((run_dir / "history.json").read_text())
     assert history[-1]["step"] == 3
-    assert {"val_accuracy", "val_intensity_rmse", "val_ferplus_accuracy", "train_loss"} <= set(history[-1])
+    assert {"val_accuracy", "val_intensity_rmse", "val_ferplus_accuracy", "val_ferplus_accuracy_clear",
+            "train_loss"} <= set(history[-1])
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert (run_dir / "last.pt").exists()
 
@@ -195,12 +196,16 @@ def test_exported_outputs_through_onnxruntime(exported, slice_npz):
         assert ((intensity >= 0) & (intensity <= 1)).all()
 
 
-def test_eval_json_agrees_with_metadata(exported, slice_npz):
+def test_eval_json_agrees_with_metadata(exported, slice_npz, run_dir):
     r = cli("eval", slice_npz, "--model", exported, "--split", "PublicTest", "--json")
     m = json.loads(r.stdout)  # exactly one JSON object
     info = read_onnx_info(exported)
     assert m["n"] == 256
     assert m["accuracy"] == pytest.approx(info.validation["accuracy"])
+    # the training log's FER+ figures (PyTorch, the same split) read the votes as `edgefer eval` does
+    last = json.loads((run_dir / "history.json").read_text())[-1]
+    for k in ("ferplus_accuracy", "ferplus_accuracy_clear"):
+        assert m[k] == pytest.approx(last[f"val_{k}"], abs=0.01), k
     assert m["intensity_rmse"] == pytest.approx(info.validation["intensity_rmse"])
     assert set(m["per_class_recall"]) == set(CLASS_NAMES)
     assert np.array(m["confusion"]).sum() == 256
