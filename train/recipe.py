@@ -36,8 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgefer.contract import (CLASS_NAMES, InputSpec, ferplus_clear_majority, ferplus_majority, ferplus_shares,
-                              ferplus_usable, preprocess)
+from edgefer.contract import (
+    CLASS_NAMES,
+    InputSpec,
+    ferplus_clear_majority,
+    ferplus_majority,
+    ferplus_shares,
+    ferplus_usable,
+    preprocess,
+)
 from edgefer.data import FaceSet
 from edgefer.errors import UserError
 from edgefer.paths import atomic_path, ensure_dir, write_bytes_atomic, write_text_atomic
