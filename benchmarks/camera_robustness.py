@@ -2,9 +2,10 @@
 full pipeline (detector, aligner, classifier), for one or more models.
 
 Each condition changes the whole frame before detection, as a camera would: the face made 40-80 px
-wide (the frame downscaled), then JPEG compression, sensor noise in low light, motion blur, or
-exposure set wrong (the steps of `train/camera.py`, which the training recipe's `--camera-aug` applies
-to crops). Seeded, so every model sees the same frames. Prints accuracy per condition and model, with
+wide (the frame downscaled), then JPEG compression, a live H.264 stream at a low bitrate (the frame
+put in a 640 x 480 picture and streamed as a short clip through libx264: PyAV, the `test` extra),
+sensor noise in low light, motion blur, or exposure set wrong (the steps of `train/camera.py`; the
+training recipe's `--camera-aug` applies all but H.264 to crops). Seeded, so every model sees the same frames. Prints accuracy per condition and model, with
 the faces found, and angry and fear recall.
 
     python benchmarks/camera_robustness.py 1.3.0=edgefer/models/edgefer-fer-v1.onnx B=runs/i24-b.onnx \\
@@ -14,12 +15,16 @@ the faces found, and angry and fear recall.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 from candidates import named_models, run, write_json  # beside this file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_clips import background  # noqa: E402
 
 from edgefer.data import FaceSet
 from edgefer.edge.classifier import Classifier
@@ -41,6 +46,19 @@ def then(first: Callable, step: Callable[[Frame, np.random.Generator], Frame]) -
     return lambda img, w, rng: step(first(img, w, rng), rng)
 
 
+def h264_clip(kbps: int) -> Callable[[Frame, np.random.Generator], Frame]:
+    """The frame in a 640 x 480 camera picture (on the textured background of the test clips), as the
+    last frame of a short live H.264 stream at `kbps` (`camera.h264_stream`); the whole picture is
+    returned, and the detector looks for the face in it."""
+    def f(img: Frame, rng: np.random.Generator) -> Frame:
+        h, w = img.shape[:2]
+        canvas = background(max(640, w), max(480, h), seed=0)
+        y, x = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
+        canvas[y:y + h, x:x + w] = img
+        return camera.h264_stream(canvas, kbps, rng, frames=8)
+    return f
+
+
 def conditions(face_px: int) -> dict[str, Callable[[Frame, float, np.random.Generator], Frame]]:
     sm = small(face_px)
     return {
@@ -49,6 +67,8 @@ def conditions(face_px: int) -> dict[str, Callable[[Frame, float, np.random.Gene
         f"face {face_px} px + JPEG q20": then(sm, lambda im, rng: camera.jpeg(im, 20)),
         f"face {face_px} px + low light (gain 0.45, noise)": then(
             sm, lambda im, rng: camera.sensor_noise(camera.exposure(im, 1.0, 0.45), 5.0, rng)),
+        f"face {face_px} px in 640x480 + H.264 500 kbit/s": then(sm, h264_clip(500)),
+        f"face {face_px} px in 640x480 + H.264 250 kbit/s": then(sm, h264_clip(250)),
         f"face {face_px} px + motion blur 5 px": then(sm, lambda im, rng: camera.motion_blur(im, 5, float(rng.uniform(0, 180)))),
         "under-exposed (gamma 1.8, gain 0.7)": lambda img, w, rng: camera.exposure(img, 1.8, 0.7),
         "over-exposed (gamma 0.6, gain 1.3)": lambda img, w, rng: camera.exposure(img, 0.6, 1.3),
@@ -64,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", type=Path)
     ap.add_argument("--face-px", type=int, default=48, help="face width the frame is brought down to")
     ap.add_argument("--seed", type=int, default=20261207)
+    ap.add_argument("--only", help="only the conditions whose name contains this (e.g. H.264)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     from edgefer.edge.photos import class_folders, list_images, read_image
@@ -80,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     classifiers = {name: Classifier.open(Path(path)) for name, path in named}
     results: dict[str, dict[str, dict]] = {}
     for cname, cond in conditions(a.face_px).items():
+        if a.only and a.only not in cname:
+            continue
         rng = np.random.default_rng(a.seed)
         crops, labels, no_face = [], [], 0
         for (im, label), w in zip(images, widths):

@@ -16,7 +16,9 @@ turned a little out of plane. `degrade` applies a random chain of these to a sha
 
 Each step runs with its own probability on the uint8 face (OpenCV), seeded from the batch's generator
 so that a run is reproducible and resumable. The same degradations are applied to photographs by
-`benchmarks/camera_robustness.py` to measure a model's sensitivity to each.
+`benchmarks/camera_robustness.py` to measure a model's sensitivity to each, and there a real H.264
+stream too (`h264_stream`, libx264 through PyAV: too slow to run per training face, so JPEG stands in
+for it in training).
 """
 
 from __future__ import annotations
@@ -102,6 +104,43 @@ def jpeg(face: np.ndarray, quality: int) -> np.ndarray:
     if not ok:  # pragma: no cover - OpenCV's JPEG encoder does not fail on a gray uint8 image
         raise RuntimeError("cv2.imencode(.jpg) failed")
     return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+def h264_stream(frame: np.ndarray, kbps: float, rng: np.random.Generator, frames: int = 16, fps: int = 30) -> np.ndarray:
+    """`frame` as the last of `frames` frames of a live H.264 stream at `kbps` (libx264 set up as a
+    camera's encoder is for live video: no B-frames, the bitrate capped by a one-second buffer). The
+    camera drifts 1 px a frame and the sensor adds fresh noise to each, so every frame costs bits as
+    in a real stream; the last frame is a P-frame in the frame's own position. BGR or gray uint8 in,
+    the same shape out. Needs PyAV (the `test` extra; libx264 comes inside its wheels)."""
+    import io
+
+    import av
+
+    gray = frame.ndim == 2
+    bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if gray else frame
+    h, w = bgr.shape[:2]
+    bgr = cv2.copyMakeBorder(bgr, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)  # 4:2:0 needs even sizes
+    height, width = bgr.shape[:2]
+    kbit = max(1, round(kbps))
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = kbit * 1000
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "threads": "1",  # one thread: the same bits everywhere
+                          "x264-params": f"vbv-maxrate={kbit}:vbv-bufsize={kbit}:keyint={2 * fps}"}
+        for i in range(frames):
+            drift = np.float32([[1, 0, i - (frames - 1)], [0, 1, 0]])
+            shot = sensor_noise(cv2.warpAffine(bgr, drift, (width, height), borderMode=cv2.BORDER_REFLECT), 2.0, rng)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(shot, format="bgr24")))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    with av.open(buf, "r", format="h264") as inp:
+        decoded = [f.to_ndarray(format="bgr24") for f in inp.decode(video=0)]
+    if len(decoded) != frames:  # pragma: no cover - libx264 drops no frame at these settings
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {frames} frames")
+    last = decoded[-1][:h, :w]
+    return cv2.cvtColor(last, cv2.COLOR_BGR2GRAY) if gray else np.ascontiguousarray(last)
 
 
 def degrade_one(face: np.ndarray, cfg: CameraConfig, rng: np.random.Generator,

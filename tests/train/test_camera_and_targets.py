@@ -40,6 +40,38 @@ def test_each_camera_step_does_what_it_says(faces):
     assert (d > 5).any() and (d < -5).any()
 
 
+def test_h264_stream_loses_detail_as_the_bitrate_falls(photos_dir):
+    """A real photo in a 640 x 480 picture, streamed through libx264: the lower the bitrate, the further
+    the last frame is from the photo; seeded, so the same frame every time; gray in, gray out."""
+    import sys
+    from pathlib import Path
+
+    import cv2
+
+    from edgefer.train.camera import h264_stream
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from make_clips import background
+
+    photo = cv2.imread(str(sorted((photos_dir / "happy").iterdir())[0]))
+    photo = cv2.resize(photo, (160, 160), interpolation=cv2.INTER_AREA)
+    canvas = background(640, 480)
+    canvas[160:320, 240:400] = photo
+
+    def psnr(kbps: int) -> float:
+        out = h264_stream(canvas, kbps, np.random.default_rng(0), frames=8)
+        assert out.shape == canvas.shape and out.dtype == np.uint8
+        err = (out[160:320, 240:400].astype(float) - photo) ** 2
+        return float(10 * np.log10(255**2 / err.mean()))
+
+    p = {k: psnr(k) for k in (4000, 500, 250)}
+    assert p[4000] > 36 and p[4000] - 3 > p[500] > p[250] + 3, p  # measured: 38.7, 32.6, 27.2 dB
+    a = h264_stream(canvas, 250, np.random.default_rng(1))
+    assert np.array_equal(a, h264_stream(canvas, 250, np.random.default_rng(1)))
+    gray = h264_stream(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), 500, np.random.default_rng(0))
+    assert gray.shape == canvas.shape[:2]
+
+
 def test_degrade_touches_its_share_and_is_seeded(faces):
     from edgefer.train.camera import CameraConfig, degrade
 
