@@ -69,3 +69,18 @@ def test_camera_robustness_degrades_as_a_camera_does(tmp_path, few_photos, yunet
     picture = "face 48 px in a 640x480 picture"
     h264 = {k: res[f"{picture}, H.264 {k} kbit/s"]["m"]["accuracy"] for k in (500, 250)}
     assert h264[250] <= h264[500] <= res[picture]["m"]["accuracy"] + 1 / 21
+
+
+def test_face_size_finds_small_faces_only_at_full_resolution(tmp_path, few_photos, yunet_path):
+    """In a 640x480 picture, the detector at input width 640 finds at least as many faces as at 320, and
+    a 48-px face is lost far more often at 320 (the picture halved) than a 96-px one."""
+    r = bench("face_size.py", "--photos", few_photos, "--detector", yunet_path, "--face-px", "48,96",
+              "--widths", "320,640", "--json", tmp_path / "f.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((tmp_path / "f.json").read_text())
+    found = {int(px): {int(w): n for w, n in per.items()} for px, per in out["found"].items()}
+    assert out["images"] == 21
+    for px in (48, 96):
+        assert found[px][640] >= found[px][320]
+    assert found[96][640] >= 19 and found[48][320] < found[96][320] - 5
+    assert "| 48 px |" in r.stdout and "ms per picture" in r.stdout
