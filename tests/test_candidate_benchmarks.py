@@ -84,3 +84,16 @@ def test_face_size_finds_small_faces_only_at_full_resolution(tmp_path, few_photo
         assert found[px][640] >= found[px][320]
     assert found[96][640] >= 19 and found[48][320] < found[96][320] - 5
     assert "| 48 px |" in r.stdout and "ms per picture" in r.stdout
+
+
+def test_ensemble_of_a_model_with_itself_is_the_model(tmp_path, fer_npz):
+    """Averaging a model with itself changes nothing, with or without the mirror images; averaging in
+    the mirror makes a different predictor."""
+    r = bench("ensemble.py", f"a={MODEL}", f"b={MODEL}", "--data", fer_npz, "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((tmp_path / "e.json").read_text())
+    for k in ("accuracy", "ferplus_accuracy", "ferplus_accuracy_clear", "intensity_rmse"):
+        assert out["all, averaged"][k] == pytest.approx(out["a"][k], abs=1e-9), k
+        assert out["all + mirrors, averaged"][k] == pytest.approx(out["a + mirror"][k], abs=1e-9), k
+    assert out["a + mirror"]["accuracy"] != out["a"]["accuracy"]
+    assert out["a"]["n"] == 2858 and "| a + mirror |" in r.stdout
