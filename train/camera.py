@@ -127,7 +127,8 @@ def h264_stream(frame: np.ndarray, kbps: float, rng: np.random.Generator, frames
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = kbit * 1000
-        stream.options = {"preset": "veryfast", "tune": "zerolatency", "threads": "1",  # one thread: the same bits everywhere
+        # one encoder thread, so that every machine produces the same bits
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "threads": "1",
                           "x264-params": f"vbv-maxrate={kbit}:vbv-bufsize={kbit}:keyint={2 * fps}"}
         for i in range(frames):
             drift = np.float32([[1, 0, i - (frames - 1)], [0, 1, 0]])
