@@ -78,13 +78,19 @@ def pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def rows_arguments(doc: str) -> argparse.ArgumentParser:
+    """The models and the rows they are measured on, as every script of this kind takes them."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("models", nargs="+", help="NAME=PATH.onnx (or a path, named by its file)")
     ap.add_argument("--data", type=Path, required=True, help="the FER-2013 npz with FER+ votes")
     ap.add_argument("--holdout", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--split", help="evaluate this split instead of the held-out rows (e.g. PublicTest)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = rows_arguments(__doc__)
     ap.add_argument("--photos", type=Path, help="a folder of labelled photos (one subfolder per class)")
     ap.add_argument("--detector", type=Path)
     ap.add_argument("--json", type=Path, help="also write every figure here")

@@ -12,11 +12,10 @@ average of all of them.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-from candidates import held_out_rows, named_models, pct, run, write_json  # beside this file
+from candidates import held_out_rows, named_models, pct, rows_arguments, run, write_json  # beside this file
 
 from edgefer.data import FaceSet
 from edgefer.edge.classifier import Classifier
@@ -24,12 +23,7 @@ from edgefer.evaluate import compute_metrics, predict_faceset
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="NAME=PATH.onnx (or a path, named by its file)")
-    ap.add_argument("--data", type=Path, required=True, help="the FER-2013 npz with FER+ votes")
-    ap.add_argument("--holdout", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=20261122)
-    ap.add_argument("--split", help="evaluate this split instead of the held-out rows")
+    ap = rows_arguments(__doc__)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
 
