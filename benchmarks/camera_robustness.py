@@ -5,8 +5,8 @@ Each condition changes the whole frame before detection, as a camera would: the 
 wide (the frame downscaled), then JPEG compression, a live H.264 stream at a low bitrate (the frame
 put in a 640 x 480 picture and streamed as a short clip through libx264: PyAV, the `test` extra),
 sensor noise in low light, motion blur, or exposure set wrong (the steps of `train/camera.py`; the
-training recipe's `--camera-aug` applies all but H.264 to crops). Seeded, so every model sees the same frames. Prints accuracy per condition and model, with
-the faces found, and angry and fear recall.
+training recipe's `--camera-aug` applies all but H.264 to crops). Seeded, so every model sees the same
+frames. Prints accuracy per condition and model, with the faces found, and angry and fear recall.
 
     python benchmarks/camera_robustness.py 1.3.0=edgefer/models/edgefer-fer-v1.onnx B=runs/i24-b.onnx \\
         --photos ../shared/data/photos --detector ../shared/models/face_detection_yunet_2026may.onnx

@@ -24,6 +24,10 @@ FER2013_TO_EDGEFER: np.ndarray = np.array([0, 1, 2, 3, 5, 6, 4], dtype=np.int64)
 #: For each edgefer class, the FER+ column holding its votes.
 FERPLUS_COLUMN_OF_CLASS: np.ndarray = np.array([4, 5, 6, 1, 0, 3, 2], dtype=np.int64)
 FERPLUS_UNKNOWN, FERPLUS_NOT_FACE = 8, 9
+#: The other way round: for each of the ten FER+ columns, its edgefer class index (-1: contempt,
+#: unknown, not-a-face).
+CLASS_OF_FERPLUS_COLUMN: np.ndarray = np.full(10, -1, dtype=np.int64)
+CLASS_OF_FERPLUS_COLUMN[FERPLUS_COLUMN_OF_CLASS] = np.arange(len(CLASS_NAMES))
 
 
 def ferplus_shares(votes: np.ndarray) -> np.ndarray:
@@ -36,10 +40,7 @@ def ferplus_shares(votes: np.ndarray) -> np.ndarray:
 def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     """FER+ majority label as an edgefer class index, or -1 where the majority is contempt,
     unknown or not-a-face (ties resolve to the first FER+ column, as `argmax` does)."""
-    col = np.asarray(votes).argmax(axis=1)
-    lookup = np.full(10, -1, dtype=np.int64)
-    lookup[FERPLUS_COLUMN_OF_CLASS] = np.arange(len(CLASS_NAMES))
-    return lookup[col]
+    return CLASS_OF_FERPLUS_COLUMN[np.asarray(votes).argmax(axis=1)]
 
 
 def ferplus_at_top(votes: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -59,10 +60,8 @@ def ferplus_clear_majority(votes: np.ndarray) -> np.ndarray:
     or not-a-face. Ambiguous faces (a tenth of PublicTest's) are left out of what this scores."""
     v = np.asarray(votes, dtype=np.int64)
     v = np.where(v <= 1, 0, v)
-    lookup = np.full(10, -1, dtype=np.int64)
-    lookup[FERPLUS_COLUMN_OF_CLASS] = np.arange(len(CLASS_NAMES))
     clear = v.max(axis=1) * 2 > v.sum(axis=1)
-    return np.where(clear, lookup[v.argmax(axis=1)], -1)
+    return np.where(clear, CLASS_OF_FERPLUS_COLUMN[v.argmax(axis=1)], -1)
 
 
 def ferplus_usable(votes: np.ndarray) -> np.ndarray:
