@@ -88,6 +88,10 @@ class TrainConfig:
     # FER+ target's share against the FER-2013 label (1: alone; 0.5: half each).
     cls_target: str = "fer2013"
     cls_target_weight: float = 1.0
+    # What learns: "" the whole network; "cls-head" only the classification head's linear layer, everything
+    # else (convolutions, batch-norm statistics, intensity head) kept as `init` gives it, so the intensity
+    # outputs stay the start's (issue 24, round 9). Needs `init`.
+    train_only: str = ""
 
     @property
     def intensity_distill(self) -> float:

@@ -242,6 +242,21 @@ def _bn_stats_frozen(model: torch.nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
+TRAIN_ONLY = ("", "cls-head")
+
+
+def freeze_rest(model: EmotionNet, train_only: str) -> None:
+    """`TrainConfig.train_only`: stop the gradient of every parameter outside what is to learn."""
+    if train_only not in TRAIN_ONLY:
+        raise UserError(f"--train-only {train_only!r}: one of {', '.join(t for t in TRAIN_ONLY if t)}")
+    if not train_only:
+        return
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.cls_head.parameters():
+        p.requires_grad_(True)
+
+
 def _check_same_rows(last: Path, cfg: TrainConfig) -> None:
     """A resumed run must train and validate on the rows it started with: the same held-out share,
     drawn with the same seed."""
@@ -302,6 +317,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
 
+    if cfg.train_only and not cfg.init:
+        raise UserError(f"--train-only {cfg.train_only} keeps the rest of a network: give --init")
     teacher = _teacher(cfg)  # before the slow preparation, so a bad path fails at once
     x_tr = torch.from_numpy(preprocess(tr.pixels, spec))
     y_tr = torch.from_numpy(tr.labels)
@@ -343,8 +360,9 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     model.to(dev)
     if teacher is not None:
         teacher.to(dev)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    freeze_rest(model, cfg.train_only)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and p.requires_grad]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 and p.requires_grad]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
@@ -383,6 +401,8 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
     _atomic_write_text(json.dumps(asdict(cfg), indent=2), out / "config.json")
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        if cfg.train_only:
+            model.features.eval()  # frozen: its batch-norm statistics stay the start's
         t0 = time.monotonic()
         perm = torch.randperm(len(x_tr), generator=gen)
         sums = {"loss": 0.0, "cls_loss": 0.0, "int_loss": 0.0, "correct": 0.0, "n": 0}

@@ -91,6 +91,9 @@ def _int_list(param: click.Parameter, value: str) -> tuple[int, ...]:
 @click.option("--camera-aug", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of each batch degraded as a camera would (turn, exposure, low resolution, motion "
               "blur, noise, JPEG; train/camera.py).")
+@click.option("--train-only", type=click.Choice(["cls-head"]), default=None,
+              help="With --init: train only the classification head; the convolutions, batch norms and intensity "
+                   "head stay as --init gives them (so do the intensities).")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, or cuda / cuda:N to train on a GPU (augmentation stays on the CPU; see --threads).")
 def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, threads: int,
@@ -99,7 +102,8 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
               teacher: Path | None, distill: float,
               distill_intensity: float | None, teacher_views: str, sam: float,
               size: str | None, widths: tuple[int, ...], depths: tuple[int, ...], prune_to: tuple[int, ...], mixup: float,
-              cls_target: str, cls_target_weight: float, camera_aug: float, device: str) -> None:
+              cls_target: str, cls_target_weight: float, camera_aug: float, train_only: str | None,
+              device: str) -> None:
     """Train the emotion + intensity network (seeded, resumable; one checkpoint per epoch).
 
     \b
@@ -151,7 +155,7 @@ def train_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, se
                       teacher=str(teacher or ""), distill=distill,
                       distill_intensity=distill_intensity, teacher_views=teacher_views, sam=sam,
                       widths=widths, depths=depths, prune_to=prune_to, mixup=mixup, device=device,
-                      cls_target=cls_target, cls_target_weight=cls_target_weight,
+                      cls_target=cls_target, cls_target_weight=cls_target_weight, train_only=train_only or "",
                       augment=AugmentConfig(camera=CameraConfig(p=camera_aug)))
     last = train(faces, out, cfg, resume=resume)
     click.echo(f"checkpoint: {last}")

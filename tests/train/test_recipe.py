@@ -322,3 +322,39 @@ def test_intensity_head_has_its_own_distill_weight():
 def test_missing_teacher_is_one_line(tmp_path, slice_npz):
     r = cli("train", "--data", slice_npz, "--out", tmp_path / "r", "--teacher", tmp_path / "nope.pt", check=False)
     assert r.returncode != 0 and "teacher checkpoint not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_training_only_the_class_head_keeps_everything_else(tmp_path, slice_npz):
+    """`--train-only cls-head` (issue 24, round 9): from the embedded model, a few steps move the
+    classification head and nothing else: convolutions, batch-norm statistics and the intensity head
+    stay bit-identical, so the intensities on real faces are the start's."""
+    from edgefer.contract import InputSpec, preprocess
+    from edgefer.data import load_faces
+    from edgefer.edge.classifier import default_model_path
+    from edgefer.train.checkpoint import load_checkpoint, load_network
+    from edgefer.train.config import TrainConfig
+    from edgefer.train.recipe import train
+
+    faces = load_faces(slice_npz)
+    init = default_model_path()
+    cfg = TrainConfig(epochs=1, batch_size=64, threads=1, max_steps=3, lr=0.05, warmup_frac=0.0,
+                      init=str(init), train_only="cls-head", cls_target="ferplus-soft", cls_target_weight=0.5)
+    train(faces, tmp_path / "head", cfg, progress=False)
+    spec, tr = InputSpec(size=48), faces.split("Training")
+    x = torch.from_numpy(preprocess(faces.split("PublicTest").pixels[:64], spec))
+    start = load_network(init, calib=torch.from_numpy(preprocess(tr.pixels[tr.labels >= 0], spec))[:2048])
+    trained, ck = load_checkpoint(tmp_path / "head" / "last.pt")
+    before, after = start.state_dict(), ck["model"]
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert moved and all(k.startswith("cls_head.") for k in moved), moved
+    with torch.no_grad():
+        (lo0, it0), (lo1, it1) = start.eval()(x), trained(x)
+    assert torch.equal(it0, it1)
+    assert not torch.allclose(lo0, lo1)
+
+
+def test_training_only_the_class_head_needs_a_start(tmp_path, slice_npz):
+    r = cli("train", "--data", slice_npz, "--out", tmp_path / "r", "--train-only", "cls-head", "--max-steps", "1",
+            check=False)
+    assert r.returncode != 0 and "give --init" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
