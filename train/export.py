@@ -123,3 +123,36 @@ def check_parity(model: nn.Module, onnx_path: Path, spec: InputSpec, n: int = 16
     with torch.no_grad():
         tlo, tit = model.eval()(torch.from_numpy(x))
     return float(max(np.abs(lo - tlo.numpy()).max(), np.abs(it - tit.numpy()).max()))
+
+
+def fold_heads(src: Path, out: Path, alpha: float, version: str, force: bool = False) -> ModelInfo:
+    """Issue 24, round 9: a copy of the edgefer ONNX model `src` whose classification head is
+    `W_cls + alpha * W_int`, `b_cls + alpha * b_int`: the class logits plus `alpha` times the intensity
+    head's logits (the log-odds of each emotion's FER+ vote share). Nothing else changes, so the
+    intensities are bit-identical. The source's validation figures no longer hold and are dropped."""
+    from onnx import numpy_helper
+
+    from edgefer.modelinfo import load_onnx, read_onnx_info
+    from edgefer.paths import write_bytes_atomic
+
+    if out.exists() and not force:
+        raise UserError(f"{out}: already exists (use --force to replace it)")
+    proto = load_onnx(src)
+    info = read_onnx_info(proto, str(src))
+    inits = {t.name: t for t in proto.graph.initializer}
+    try:
+        for part in ("weight", "bias"):
+            cls, it = inits[f"cls_head.{part}"], inits[f"int_head.{part}"]
+            folded = numpy_helper.to_array(cls) + np.float32(alpha) * numpy_helper.to_array(it)
+            cls.CopyFrom(numpy_helper.from_array(folded.astype(np.float32), cls.name))
+    except KeyError:
+        raise UserError(f"{src}: no cls_head / int_head initialisers (not an exported edgefer network)") from None
+    from edgefer.convert.engine_cache import sha256_file
+
+    info.extra = {**info.extra, "fold_heads": {"alpha": alpha, "source_sha256": sha256_file(src),
+                                               "source_version": info.version}}
+    info.version, info.validation = version, {}
+    write_onnx_info(proto, info)
+    onnx.checker.check_model(proto, full_check=True)
+    write_bytes_atomic(out, proto.SerializeToString())
+    return info

@@ -92,3 +92,31 @@ def test_onnx_without_contract_is_refused(tmp_path, fer_npz, yunet_path):
     assert r.returncode != 0 and "not an edgefer model" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not list((tmp_path / "run").glob("*realign*"))
+
+
+def test_folding_the_intensity_head_into_the_class_head(faces, tmp_path):
+    """`fold_heads` (issue 24, round 9): through ONNX Runtime on real faces, the folded model's logits are
+    the source's plus alpha times the log-odds of its intensities, and its intensities are the source's
+    bit for bit; the contract records the fold and drops the source's validation figures."""
+    import onnxruntime as ort
+
+    from edgefer.modelinfo import read_onnx_info
+    from edgefer.train.export import fold_heads
+
+    src, out = default_model_path(), tmp_path / "fold.onnx"
+    info = fold_heads(src, out, 0.5, "test-fold")
+    x = faces[1]
+
+    def run(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+
+    (lo0, it0), (lo1, it1) = run(src), run(out)
+    assert np.array_equal(it0, it1)
+    p = np.clip(it0.astype(np.float64), 1e-4, 1 - 1e-4)
+    sure = (it0 > 1e-4).all(1) & (it0 < 1 - 1e-4).all(1)  # log-odds recoverable from the sigmoid's output
+    assert sure.mean() > 0.5
+    np.testing.assert_allclose(lo1[sure], (lo0 + 0.5 * np.log(p / (1 - p)))[sure], atol=2e-3)
+    assert (lo1.argmax(1) != lo0.argmax(1)).any()
+    back = read_onnx_info(out)
+    assert back.version == "test-fold" and back.validation == {} and info.extra["fold_heads"]["alpha"] == 0.5
+    assert back.extra["fold_heads"]["source_version"] == read_onnx_info(src).version
