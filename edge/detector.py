@@ -48,6 +48,14 @@ DIVISOR = 32
 YUNET_OUTPUTS = tuple(f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES)
 
 
+#: `[detector] input_width = "auto"` (the default): the widest of these whose detection time, measured
+#: at start on a 640x480 frame, is within `AUTO_BUDGET_MS`, a fifth of the 50-ms frame budget; else the
+#: narrowest. Small faces need the width (benchmarks/face_size.py: in a 640x480 frame, 48-px faces are
+#: found 31% of the time at 320, 92% at 480, 99% at 640); a Pi needs the speed.
+AUTO_WIDTHS = (640, 480, 320)
+AUTO_BUDGET_MS = 10.0
+
+
 class Detector(Protocol):
     """Finds faces in a BGR frame; faces come back in frame pixels, best score first."""
 
@@ -253,7 +261,8 @@ class YunetDetector:
     """YuNet through any backend: downscale, pad, infer, decode, NMS, map back, filter by size."""
 
     def __init__(self, backend: Backend, input_width: int = 320, score_threshold: float = 0.6,
-                 nms_threshold: float = 0.3, min_face: float = 24.0, top_k: int = 5000) -> None:
+                 nms_threshold: float = 0.3, min_face: float = 24.0, top_k: int = 5000,
+                 upscale: bool = True) -> None:
         names = {o.name for o in backend.outputs}
         missing = [n for n in YUNET_OUTPUTS if n not in names]
         if missing:
@@ -270,6 +279,7 @@ class YunetDetector:
         # fixed-shape models (2023mar, a static TensorRT engine) get frames fitted and padded into that size
         self.fixed = (int(w), int(h)) if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 else None
         self.input_width = input_width
+        self.upscale = upscale  # False: frames narrower than input_width go in at their own size
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.min_face = min_face
@@ -296,7 +306,8 @@ class YunetDetector:
         import cv2
 
         fh, fw = image.shape[:2]
-        scale, rw, rh, pw, ph = input_geometry(fw, fh, self.input_width, self.fixed)
+        width = self.input_width if self.upscale else min(self.input_width, fw)
+        scale, rw, rh, pw, ph = input_geometry(fw, fh, width, self.fixed)
         self.last_input_size = (rw, rh)
         resized = image if (rw, rh) == (fw, fh) else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
         x = np.zeros((1, 3, ph, pw), np.float32)
@@ -330,3 +341,37 @@ class YunetDetector:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def measure_input_widths(det: YunetDetector, widths: tuple[int, ...] = AUTO_WIDTHS,
+                         repeats: int = 7) -> dict[int, float]:
+    """Median ms of `det.detect` on a 640x480 frame (seeded noise) at each input width; `det` is
+    left at the width it had."""
+    import time
+
+    frame = np.random.default_rng(0).integers(60, 200, (480, 640, 3), dtype=np.uint8)
+    was, out = (det.input_width, det.upscale), {}
+    try:
+        det.upscale = True
+        for w in widths:
+            det.input_width = w
+            det.detect(frame)  # warm-up: the runtime's first run at a new shape is slow
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                det.detect(frame)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[w] = float(np.median(times))
+    finally:
+        det.input_width, det.upscale = was
+    return out
+
+
+def choose_input_width(ms: dict[int, float], budget_ms: float = AUTO_BUDGET_MS) -> tuple[int, str]:
+    """The widest width measured within `budget_ms` (`ms`: `measure_input_widths`), else the narrowest;
+    and why, for the log and `edgefer doctor`."""
+    fits = [w for w in sorted(ms, reverse=True) if ms[w] <= budget_ms]
+    times = ", ".join(f"{w}: {ms[w]:.1f} ms" for w in sorted(ms, reverse=True))
+    if fits:
+        return fits[0], f"auto: the widest within {budget_ms:g} ms per 640x480 frame here ({times})"
+    return min(ms), f"auto: none within {budget_ms:g} ms per 640x480 frame here ({times}); the narrowest"

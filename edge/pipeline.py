@@ -18,7 +18,7 @@ from edgefer.types import Face, FaceResult, Frame, FrameResult
 
 from .align import Aligner
 from .classifier import Classifier
-from .detector import Detector, YunetDetector
+from .detector import AUTO_WIDTHS, Detector, YunetDetector, choose_input_width, measure_input_widths
 from .shadow import ShadowCheck, ShadowCheckFailed
 
 
@@ -41,6 +41,7 @@ class Pipeline:
         self.frames = 0
         self.shadow: ShadowCheck | None = None  # compares a converted classifier with its FP32 base
         self.choice: dict | None = None  # which classifier runs and why (`precision.Choice.to_dict`)
+        self.detector_choice: dict | None = None  # the detector's input width and why (`build_pipeline`)
         self._fell_back = False
 
     def attach_shadow(self, shadow: ShadowCheck | None) -> None:
@@ -119,22 +120,32 @@ class Pipeline:
 
 
 def build_pipeline(model: str | Path | None = None, detector: str | Path | None = None, threads: int = 0,
-                   classifier: Classifier | None = None, max_faces: int = 8, input_width: int = 320,
+                   classifier: Classifier | None = None, max_faces: int = 8, input_width: int | str = 320,
                    score_threshold: float = 0.6, min_face: float = 24.0,
                    template: Sequence[Sequence[float]] | None = None) -> Pipeline:
     """YuNet (file from `detector`, else cache, else pinned download; see `resolve_detector_model`)
     and the classifier (`classifier` if already open, else `model` on its file type's backend, None:
     the embedded default), both with `threads` intra-op threads (0: the runtime's default). The
-    aligner uses the model's template unless `template` is given (experiments only)."""
-    det = YunetDetector.open(detector, threads=threads, input_width=input_width,
+    aligner uses the model's template unless `template` is given (experiments only). `input_width`
+    "auto": measured here (`detector.choose_input_width`); the width and why are in `detector_choice`."""
+    auto = input_width == "auto"
+    det = YunetDetector.open(detector, threads=threads, input_width=AUTO_WIDTHS[-1] if auto else int(input_width),
                              score_threshold=score_threshold, min_face=min_face)
+    width_choice = {"input_width": det.input_width, "reason": "configured"}
     try:
+        if auto:
+            ms = measure_input_widths(det)
+            det.input_width, reason = choose_input_width(ms)
+            det.upscale = False  # a frame narrower than the width chosen goes in at its own size
+            width_choice = {"input_width": det.input_width, "reason": reason, "ms": ms}
         clf = classifier if classifier is not None else Classifier.open(model, threads=threads)
         aligner = Aligner.from_info(clf.info, template)
     except BaseException:
         det.close()
         raise
-    return Pipeline(det, clf, aligner, max_faces=max_faces)
+    pipe = Pipeline(det, clf, aligner, max_faces=max_faces)
+    pipe.detector_choice = width_choice
+    return pipe
 
 
 def open_pipeline(model: str | Path | None = None, precision: str | None = None, shadow: Any = None,

@@ -300,6 +300,8 @@ def build_runner(config: Any) -> Runner:
         opened.append(pipeline)
         c = pipeline.choice
         log.info("classifier: %s, %s (%s)", c["model"], c["precision"], c["reason"])
+        d = pipeline.detector_choice
+        log.info("detector: input width %d (%s)", d["input_width"], d["reason"])
         capture = open_capture(config)
         tracker = Tracker(config.tracker)
         sinks: list[Any] = []

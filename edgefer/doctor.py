@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -57,6 +58,25 @@ def check_cpu() -> Check:
         return Check("cpu int8", False, f"probe failed ({exc})", "check the ONNX Runtime install")
     ok, value, hint = int8_verdict(facts, f"the embedded {choice.precision.upper()} model (precision auto)")
     return Check("cpu int8", ok, value, hint)
+
+
+def check_detector(path: Path | None = None) -> Check:
+    """The face detector's input width `[detector] input_width = "auto"` picks here, measured on `path`,
+    else on the cached model (never downloaded here)."""
+    from edgefer.edge.detector import YunetDetector, choose_input_width, measure_input_widths, resolve_detector_model
+    from edgefer.errors import UserError
+
+    try:
+        det = YunetDetector.open(resolve_detector_model(path, allow_download=False), threads=1)
+    except UserError as exc:
+        return Check("detector width", False, f"not measured: {exc}" if path else
+                     "not measured: no detector model in the cache", "edgefer doctor --detector PATH (a YuNet ONNX file), "
+                     "or run 'edgefer run' once online to cache it")
+    try:
+        width, reason = choose_input_width(measure_input_widths(det))
+    finally:
+        det.close()
+    return Check("detector width", True, f"input_width auto -> {width} ({reason.removeprefix('auto: ')})")
 
 
 def check_tensorrt() -> Check:
@@ -116,8 +136,8 @@ def check_picamera2() -> Check:
     return Check("picamera2", True, "installed")
 
 
-CHECKS = (check_onnxruntime, check_cpu, check_tensorrt, check_cuda, check_cameras, check_gstreamer, check_picamera2)
+CHECKS = (check_onnxruntime, check_cpu, check_detector, check_tensorrt, check_cuda, check_cameras, check_gstreamer, check_picamera2)
 
 
-def run_checks() -> list[Check]:
-    return [check() for check in CHECKS]
+def run_checks(detector: Path | None = None) -> list[Check]:
+    return [check(detector) if check is check_detector else check() for check in CHECKS]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def doctor(as_json: bool) -> int:
+@click.option("--detector", type=click.Path(path_type=Path),
+              help="YuNet ONNX file to time the detector's auto input width on (default: the cached one).")
+def doctor(as_json: bool, detector: Path | None) -> int:
     """ONNX Runtime providers, INT8 support of the CPU, TensorRT and CUDA versions, GPU compute
-    capability, cameras, OpenCV GStreamer support, picamera2; each missing piece with its install
-    hint. Exits 1 only when a required piece (ONNX Runtime) is missing.
+    capability, the face detector's input width (auto, measured), cameras, OpenCV GStreamer support,
+    picamera2; each missing piece with its install hint. Exits 1 only when a required piece (ONNX Runtime) is missing.
 
     \b
     Example:
@@ -21,7 +24,7 @@ def doctor(as_json: bool) -> int:
     """
     from edgefer.doctor import run_checks
 
-    checks = run_checks()
+    checks = run_checks(detector)
     if as_json:
         click.echo(json.dumps({"checks": [c.to_dict() for c in checks]}))
     else:

@@ -44,3 +44,12 @@ def test_cli(edgefer_cli) -> None:
     assert {c["name"] for c in json.loads(r.stdout)["checks"]} >= {"tensorrt", "cameras"}
     r = edgefer_cli("doctor")
     assert r.returncode == 0 and "onnxruntime" in r.stdout
+
+
+def test_detector_width_is_measured_on_the_model_given(yunet_path, tmp_path) -> None:
+    from edgefer.doctor import check_detector
+
+    c = check_detector(yunet_path)
+    assert c.ok and "input_width auto -> " in c.value and "640: " in c.value and "320: " in c.value
+    missing = check_detector(tmp_path / "nope.onnx")
+    assert not missing.ok and "not found" in missing.value and "--detector PATH" in missing.hint

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from edgefer.edge.detector import (
+    AUTO_BUDGET_MS,
     YUNET_MODELS,
     YunetDetector,
+    choose_input_width,
     input_geometry,
     resolve_detector_model,
 )
@@ -171,6 +173,39 @@ def test_bad_detector_settings_are_refused(yunet_path):
     for kwargs in ({"input_width": 300}, {"score_threshold": 0.0}, {"nms_threshold": 1.5}):
         with pytest.raises(ConfigError):
             YunetDetector.open(yunet_path, **kwargs)
+
+
+def test_auto_width_is_the_widest_within_the_budget():
+    assert AUTO_BUDGET_MS == 10.0
+    assert choose_input_width({640: 7.9, 480: 5.3, 320: 2.4})[0] == 640  # this Xeon, benchmarks/face_size.py
+    assert choose_input_width({640: 31.0, 480: 9.9, 320: 6.0})[0] == 480
+    width, why = choose_input_width({640: 90.0, 480: 50.0, 320: 22.0})
+    assert width == 320 and "none within 10 ms" in why and "320: 22.0 ms" in why
+
+
+def test_auto_width_is_measured_here_and_never_wider_than_the_frame(yunet_path, photos_dir):
+    """`[detector] input_width = "auto"` (the default): the three widths timed on this machine, the one
+    `choose_input_width` picks from those times in use; a 640x480 frame goes in at that width, a
+    320x240 frame at its own size (no upscaling)."""
+    from edgefer.edge.pipeline import build_pipeline
+
+    pipe = build_pipeline(detector=yunet_path, input_width="auto", threads=1)
+    try:
+        c = pipe.detector_choice
+        print(f"\nauto detector width here: {c}")
+        ms = c["ms"]
+        assert set(ms) == {640, 480, 320} and ms[640] > ms[320]  # four times the pixels
+        assert c["input_width"] == choose_input_width(ms)[0] == pipe.detector.input_width
+        photo = cv2.imread(str(sorted((photos_dir / "happy").glob("*.jpg"))[0]))
+        pipe.process_image(cv2.resize(photo, (640, 480)))
+        assert pipe.detector.last_input_size == (c["input_width"], c["input_width"] * 3 // 4)
+        small = pipe.process_image(cv2.resize(photo, (320, 240)))
+        assert pipe.detector.last_input_size == (320, 240) and small.faces
+    finally:
+        pipe.close()
+    fixed = build_pipeline(detector=yunet_path, input_width=320, threads=1)
+    assert fixed.detector_choice == {"input_width": 320, "reason": "configured"}
+    fixed.close()
 
 
 # ------------------------------------------------------------------------------ model resolution
