@@ -86,8 +86,10 @@ def daemon(cpu: str, precision: str, clip: Path, yunet: Path, frames: int, arm: 
         prefix, env = emucpu.arm(arm[0], cpu), emucpu.arm_env(*arm)
     else:
         prefix, env = emucpu.x86(cpu), None
+    # one detector width on every CPU (auto would time the emulated ones as slow and pick 320), so that
+    # frames compare classifier against classifier
     r = subprocess.run([*prefix, "-m", "edgefer", "run", "--source", str(clip), "--precision", precision,
-                        "--detector", str(yunet), "--max-frames", str(frames), "--jsonl", "-"],
+                        "--detector", str(yunet), "--input-width", "320", "--max-frames", str(frames), "--jsonl", "-"],
                        capture_output=True, text=True, env=env, cwd="/", timeout=3600)
     if r.returncode != 0:
         raise SystemExit(f"{cpu}: edgefer run failed: {r.stderr.strip()[-800:]}")

@@ -62,7 +62,7 @@ class DetectorConfig(_Section):
                                "from OpenCV Zoo. Relative paths are relative to this file.")
     input_width: Annotated[int, Field(ge=32, le=4096)] | Literal["auto"] = Field("auto", description=(
         "Frames are downscaled to this width for detection (a multiple of 32), or \"auto\": the widest of "
-        "640, 480, 320 whose detection takes at most 10 ms per 640x480 frame here, measured at start "
+        "640, 480, 320 whose detection takes at most 15 ms per 640x480 frame here, measured at start "
         "(never wider than the frame). In a 640x480 frame, 320 finds 31% of 48-px faces and 96% of 80-px "
         "ones; 640 finds 99% of both, at about 3x the detector's time (benchmarks/face_size.py)."))
     score_threshold: float = Field(0.6, gt=0, lt=1, description="Minimum detector score of a face.")

@@ -61,19 +61,19 @@ def check_cpu() -> Check:
 
 
 def check_detector(path: Path | None = None) -> Check:
-    """The face detector's input width `[detector] input_width = "auto"` picks here, measured on `path`,
-    else on the cached model (never downloaded here)."""
-    from edgefer.edge.detector import YunetDetector, choose_input_width, measure_input_widths, resolve_detector_model
+    """The face detector's input width `[detector] input_width = "auto"` picks here with the daemon's
+    default threads, measured on `path`, else on the cached model (never downloaded here)."""
+    from edgefer.edge.detector import AUTO_BUDGET_MS, YunetDetector, choose_input_width, measure_input_widths, resolve_detector_model
     from edgefer.errors import UserError
 
     try:
-        det = YunetDetector.open(resolve_detector_model(path, allow_download=False), threads=1)
+        det = YunetDetector.open(resolve_detector_model(path, allow_download=False), threads=0)
     except UserError as exc:
         return Check("detector width", False, f"not measured: {exc}" if path else
                      "not measured: no detector model in the cache", "edgefer doctor --detector PATH (a YuNet ONNX file), "
                      "or run 'edgefer run' once online to cache it")
     try:
-        width, reason = choose_input_width(measure_input_widths(det))
+        width, reason = choose_input_width(measure_input_widths(det, stop_over_ms=AUTO_BUDGET_MS))
     finally:
         det.close()
     return Check("detector width", True, f"input_width auto -> {width} ({reason.removeprefix('auto: ')})")

@@ -16,7 +16,7 @@ STAGES = ("decode", "detect", "align", "classify", "total")
 
 
 def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1, model: Path | None = None,
-              detector: Path | None = None, input_width: int = 320, max_faces: int = 8,
+              detector: Path | None = None, input_width: int | str = 320, max_faces: int = 8,
               precision: str | None = None) -> dict:
     """Run `frames` frames of `source` (a file is replayed from the start when it ends) through the
     pipeline after `warmup` frames; per-stage mean/p50/p95 ms, ms per classified face, fps =
@@ -86,12 +86,27 @@ def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1
         "faces_per_frame": round(faces / frames, 3),
         "frame_size": list(size) if size else None,
         "threads": threads,
-        "input_width": input_width,
+        "input_width": pipeline.detector.input_width,
+        "detector_choice": pipeline.detector_choice,
         "source": str(source),
         "model": str(model) if model else "embedded default",
         "classifier": pipeline.choice,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
+
+
+class DetectorWidth(click.ParamType):
+    """`--input-width`: a whole number of pixels, or auto (`[detector] input_width`)."""
+
+    name = "WIDTH|auto"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r}: a whole number of pixels or auto", param, ctx)
 
 
 @click.command("bench")
@@ -104,12 +119,13 @@ def run_bench(source: str, frames: int = 300, warmup: int = 10, threads: int = 1
 @click.option("--model", type=click.Path(path_type=Path), help="Model (.onnx or .engine); default: the embedded model.")
 @click.option("--detector", type=click.Path(path_type=Path),
               help="YuNet ONNX file; default: the cache folder, else a one-time pinned download.")
-@click.option("--input-width", type=int, default=320, show_default=True, help="Detector input width (multiple of 32).")
+@click.option("--input-width", type=DetectorWidth(), default="auto", show_default=True,
+              help="Detector input width (a multiple of 32), or auto: what the daemon's default picks here (measured).")
 @click.option("--max-faces", type=int, default=8, show_default=True, help="Largest faces classified per frame.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
               help="Without --model: the classifier the daemon would pick (auto: measured here), or force one.")
 def bench(source: str, threads: int, frames: int, warmup: int, as_json: bool, model: Path | None,
-          detector: Path | None, input_width: int, max_faces: int, precision: str) -> None:
+          detector: Path | None, input_width: int | str, max_faces: int, precision: str) -> None:
     """Measure the pipeline (decode, detect, align, classify, end to end) on a clip.
 
     \b
@@ -124,7 +140,7 @@ def bench(source: str, threads: int, frames: int, warmup: int, as_json: bool, mo
         return
     w, h = r["frame_size"] or (0, 0)
     click.echo(f"{r['source']}: {r['frames']} frames {w}x{h}, {r['faces_per_frame']} faces/frame, "
-               f"{r['threads']} thread(s), detector input width {r['input_width']}")
+               f"{r['threads']} thread(s), detector input width {r['input_width']} ({r['detector_choice']['reason']})")
     c = r["classifier"]
     click.echo(f"classifier: {c['model']} ({c['precision']}: {c['reason']})")
     click.echo(f"{'stage':<18}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}")

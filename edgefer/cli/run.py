@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from .bench import DetectorWidth
+
 
 def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl: str | None, max_frames: int | None,
                          mqtt: str | None, model: Path | None, detector: Path | None, threads: int | None,
                          max_faces: int | None, loop: bool | None, web: bool | None,
                          precision: str | None = None, mqtt_wait: float | None = None,
-                         sequence: bool | None = None) -> dict:
+                         sequence: bool | None = None, input_width: int | str | None = None) -> dict:
     """Command-line flags as a nested override of the configuration (None: not given)."""
     from edgefer.errors import UserError
 
@@ -22,7 +24,7 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
         # paths on the command line are relative to the working directory, not to the config file
         "classifier": {"model": str(model.absolute()) if model else None, "threads": threads,
                        "precision": precision},
-        "detector": {"model": str(detector.absolute()) if detector else None},
+        "detector": {"model": str(detector.absolute()) if detector else None, "input_width": input_width},
         "pipeline": {"max_faces": max_faces},
         "jsonl": {"path": jsonl},
         "display": {"enabled": True if display else None},
@@ -63,6 +65,8 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
               "(default 3). Messages still undelivered then make the exit status 75.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="Emotion model (default: the embedded one).")
 @click.option("--detector", type=click.Path(dir_okay=False, path_type=Path), help="YuNet ONNX file.")
+@click.option("--input-width", type=DetectorWidth(), help="Detector input width (a multiple of 32), or auto "
+              "(the default: the widest of 640/480/320 within 15 ms per frame here, measured at start).")
 @click.option("--threads", type=click.IntRange(min=0), help="Inference threads per model (0: runtime default).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), help="Without --model: the embedded FP32 or "
               "INT8 model, or auto (INT8 where this CPU computes it exactly and faster; the default).")
@@ -72,8 +76,8 @@ def overrides_from_flags(source: str | None, camera: bool, display: bool, jsonl:
               "(a time-lapse): track and smooth across images. Default: each image is its own still, tracked and "
               "smoothed alone ([source] sequence).")
 @click.option("--web/--no-web", default=None, help="Serve the overlay page (127.0.0.1 by default; see [web]).")
-def run(source, camera, config_file, display, jsonl, max_frames, mqtt, mqtt_wait, model, detector, threads, precision,
-        max_faces, loop, sequence, web):
+def run(source, camera, config_file, display, jsonl, max_frames, mqtt, mqtt_wait, model, detector, input_width, threads,
+        precision, max_faces, loop, sequence, web):
     """Run detection and emotion recognition on a live source until stopped.
 
     \b
@@ -99,5 +103,5 @@ def run(source, camera, config_file, display, jsonl, max_frames, mqtt, mqtt_wait
     from edgefer.edge.service import Service
 
     over = overrides_from_flags(source, camera, display, jsonl, max_frames, mqtt, model, detector, threads,
-                                max_faces, loop, web, precision, mqtt_wait, sequence)
+                                max_faces, loop, web, precision, mqtt_wait, sequence, input_width)
     return Service(lambda: load_config(config_file, over), build_runner).run()

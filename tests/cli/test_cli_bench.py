@@ -29,6 +29,9 @@ def test_bench_json(tmp_path, photos_dir, yunet_path):
     assert set(r["ms"]) >= {"decode", "detect", "align", "classify", "classify_per_face", "total"}
     assert r["faces_per_frame"] == 1.0
     assert r["ms"]["total"] >= r["ms"]["detect"] + r["ms"]["classify"]
+    # the daemon's default detector width, measured here (edge/detector.py, choose_input_width)
+    assert r["detector_choice"]["reason"].startswith("auto: ") and r["input_width"] in (640, 480, 320)
+    assert r["input_width"] == r["detector_choice"]["input_width"]
 
 
 def test_bench_bad_source(tmp_path, yunet_path):

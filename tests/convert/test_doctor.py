@@ -50,6 +50,6 @@ def test_detector_width_is_measured_on_the_model_given(yunet_path, tmp_path) -> 
     from edgefer.doctor import check_detector
 
     c = check_detector(yunet_path)
-    assert c.ok and "input_width auto -> " in c.value and "640: " in c.value and "320: " in c.value
+    assert c.ok and "input_width auto -> " in c.value and "320: " in c.value
     missing = check_detector(tmp_path / "nope.onnx")
     assert not missing.ok and "not found" in missing.value and "--detector PATH" in missing.hint

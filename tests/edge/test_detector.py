@@ -176,11 +176,21 @@ def test_bad_detector_settings_are_refused(yunet_path):
 
 
 def test_auto_width_is_the_widest_within_the_budget():
-    assert AUTO_BUDGET_MS == 10.0
+    assert AUTO_BUDGET_MS == 15.0
     assert choose_input_width({640: 7.9, 480: 5.3, 320: 2.4})[0] == 640  # this Xeon, benchmarks/face_size.py
-    assert choose_input_width({640: 31.0, 480: 9.9, 320: 6.0})[0] == 480
-    width, why = choose_input_width({640: 90.0, 480: 50.0, 320: 22.0})
-    assert width == 320 and "none within 10 ms" in why and "320: 22.0 ms" in why
+    assert choose_input_width({640: 31.0, 480: 14.9, 320: 6.0})[0] == 480
+    width, why = choose_input_width({320: 22.0})  # a slow device: wider widths not timed
+    assert width == 320 and "none within 15 ms" in why and "320: 22.0 ms" in why
+
+
+def test_widths_are_timed_narrowest_first_until_one_is_over_budget(yunet_path):
+    from edgefer.edge.detector import measure_input_widths
+
+    det = YunetDetector.open(yunet_path, threads=1, input_width=416)
+    ms = measure_input_widths(det, repeats=2, stop_over_ms=0.0)  # 320 is over any budget of 0 ms
+    assert list(ms) == [320] and det.input_width == 416 and det.upscale
+    assert list(measure_input_widths(det, repeats=2)) == [320, 480, 640]
+    det.close()
 
 
 def test_auto_width_is_measured_here_and_never_wider_than_the_frame(yunet_path, photos_dir):
@@ -194,7 +204,9 @@ def test_auto_width_is_measured_here_and_never_wider_than_the_frame(yunet_path, 
         c = pipe.detector_choice
         print(f"\nauto detector width here: {c}")
         ms = c["ms"]
-        assert set(ms) == {640, 480, 320} and ms[640] > ms[320]  # four times the pixels
+        assert 320 in ms and all(ms[w] <= AUTO_BUDGET_MS for w in ms if w < max(ms))  # timed until over budget
+        if 640 in ms:
+            assert ms[640] > ms[320]  # four times the pixels
         assert c["input_width"] == choose_input_width(ms)[0] == pipe.detector.input_width
         photo = cv2.imread(str(sorted((photos_dir / "happy").glob("*.jpg"))[0]))
         pipe.process_image(cv2.resize(photo, (640, 480)))
