@@ -63,7 +63,13 @@ def check_cpu() -> Check:
 def check_detector(path: Path | None = None) -> Check:
     """The face detector's input width `[detector] input_width = "auto"` picks here with the daemon's
     default threads, measured on `path`, else on the cached model (never downloaded here)."""
-    from edgefer.edge.detector import AUTO_BUDGET_MS, YunetDetector, choose_input_width, measure_input_widths, resolve_detector_model
+    from edgefer.edge.detector import (
+        AUTO_BUDGET_MS,
+        YunetDetector,
+        choose_input_width,
+        measure_input_widths,
+        resolve_detector_model,
+    )
     from edgefer.errors import UserError
 
     try:
