@@ -26,8 +26,6 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from .augment import augment
 from .checkpoint import load_network
 from .config import TrainConfig, train_device
 from .model import EmotionNet
+from .sam import bn_stats_frozen, sam_ascend, sam_descend
 
 log = logging.getLogger("edgefer.train")
 
@@ -206,40 +205,6 @@ def mix_batch(xb: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor, wb: torch.Te
     perm = torch.randperm(len(xb), generator=gen)
     return (lam * xb + (1 - lam) * xb[perm], lam * tb + (1 - lam) * tb[perm], lam * wb + (1 - lam) * wb[perm],
             (yb[perm], lam))
-
-
-@torch.no_grad()
-def sam_ascend(model: torch.nn.Module, rho: float) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
-    """Move the weights by `rho` along their normalised gradient (SAM's ascent step); returns the moves."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.norm(torch.stack([p.grad.norm(2) for p in params]), 2)
-    moves = []
-    for p in params:
-        e = p.grad * (rho / (norm + 1e-12))
-        p.add_(e)
-        moves.append((p, e))
-    return moves
-
-
-@torch.no_grad()
-def sam_descend(moves: list[tuple[torch.nn.Parameter, torch.Tensor]]) -> None:
-    """Put the weights back where `sam_ascend` found them (their gradients stay those of the moved point)."""
-    for p, e in moves:
-        p.sub_(e)
-
-
-@contextmanager
-def _bn_stats_frozen(model: torch.nn.Module) -> Iterator[None]:
-    """SAM's second forward pass must not count twice in the batch-norm running statistics."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum in zip(bns, saved):
-            m.momentum = momentum
 
 
 TRAIN_ONLY = ("", "cls-head")
@@ -441,7 +406,7 @@ def train(data: FaceSet, out: Path, cfg: TrainConfig, resume: bool = False, prog
             if cfg.sam > 0:
                 moves = sam_ascend(model, cfg.sam)
                 opt.zero_grad(set_to_none=True)
-                with _bn_stats_frozen(model):
+                with bn_stats_frozen(model):
                     batch_losses(model, xb, yb, tb, wb, t_probs, t_int, cfg, mixed, qb)[0].backward()
                 sam_descend(moves)
             opt.step()

@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch", reason="the training extra (torch) is not i
 
 from edgefer.train.config import TrainConfig  # noqa: E402
 from edgefer.train.model import EmotionNet  # noqa: E402
-from edgefer.train.recipe import _bn_stats_frozen, sam_ascend, sam_descend, train  # noqa: E402
+from edgefer.train.recipe import train  # noqa: E402
+from edgefer.train.sam import bn_stats_frozen, sam_ascend, sam_descend  # noqa: E402
 
 
 def _net_with_grads() -> EmotionNet:
@@ -54,6 +55,6 @@ def test_sam_step_counts_batch_norm_once_and_changes_the_weights(tmp_path, fer_n
     assert not torch.equal(state["plain"]["features.0.0.weight"], state["sam"]["features.0.0.weight"])
     net = EmotionNet((8, 8, 8, 8))
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    with _bn_stats_frozen(net):
+    with bn_stats_frozen(net):
         assert bns and all(m.momentum == 0.0 for m in bns)
     assert all(m.momentum == 0.1 for m in bns)
