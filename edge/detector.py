@@ -371,6 +371,19 @@ def measure_input_widths(det: YunetDetector, widths: tuple[int, ...] = AUTO_WIDT
     return out
 
 
+#: Timings per (detector file, threads), taken once per process: a SIGHUP reload rebuilds the pipeline
+#: and must keep the watchdog pinging rather than time the detector again (the device's speed is the same).
+_TIMED: dict[tuple[str, int], dict[int, float]] = {}
+
+
+def timed_input_widths(det: YunetDetector, threads: int) -> dict[int, float]:
+    """`measure_input_widths` up to the budget, once per detector file and thread count in this process."""
+    key = (str(getattr(det.backend, "path", "")), threads)
+    if key not in _TIMED:
+        _TIMED[key] = measure_input_widths(det, stop_over_ms=AUTO_BUDGET_MS)
+    return _TIMED[key]
+
+
 def choose_input_width(ms: dict[int, float], budget_ms: float = AUTO_BUDGET_MS) -> tuple[int, str]:
     """The widest width measured within `budget_ms` (`ms`: `measure_input_widths`), else the narrowest;
     and why, for the log and `edgefer doctor`."""

@@ -18,7 +18,7 @@ from edgefer.types import Face, FaceResult, Frame, FrameResult
 
 from .align import Aligner
 from .classifier import Classifier
-from .detector import AUTO_BUDGET_MS, AUTO_WIDTHS, Detector, YunetDetector, choose_input_width, measure_input_widths
+from .detector import AUTO_WIDTHS, Detector, YunetDetector, choose_input_width, timed_input_widths
 from .shadow import ShadowCheck, ShadowCheckFailed
 
 
@@ -134,7 +134,7 @@ def build_pipeline(model: str | Path | None = None, detector: str | Path | None 
     width_choice = {"input_width": det.input_width, "reason": "configured"}
     try:
         if auto:
-            ms = measure_input_widths(det, stop_over_ms=AUTO_BUDGET_MS)
+            ms = timed_input_widths(det, threads)
             det.input_width, reason = choose_input_width(ms)
             det.upscale = False  # a frame narrower than the width chosen goes in at its own size
             width_choice = {"input_width": det.input_width, "reason": reason, "ms": ms}

@@ -215,6 +215,9 @@ def test_auto_width_is_measured_here_and_never_wider_than_the_frame(yunet_path, 
         assert pipe.detector.last_input_size == (320, 240) and small.faces
     finally:
         pipe.close()
+    again = build_pipeline(detector=yunet_path, input_width="auto", threads=1)  # as a SIGHUP reload does
+    assert again.detector_choice["ms"] is c["ms"], "timed once per process, not at every reload"
+    again.close()
     fixed = build_pipeline(detector=yunet_path, input_width=320, threads=1)
     assert fixed.detector_choice == {"input_width": 320, "reason": "configured"}
     fixed.close()
