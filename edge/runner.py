@@ -278,7 +278,8 @@ def open_capture(config: Any) -> Capture:
 
     return Capture(supervised, live=live, name=getattr(first, "name", uri), stall_timeout_s=sc.stall_timeout_s,
                    backoff_initial_s=sc.backoff_initial_s, backoff_max_s=sc.backoff_max_s,
-                   min_size=sc.min_frame_size, loop=sc.loop)
+                   min_size=sc.min_frame_size, loop=sc.loop,
+                   same_size=kind != "images")  # unrelated stills may differ in size; frames of a video may not
 
 
 def build_runner(config: Any) -> Runner:

@@ -45,11 +45,13 @@ class CaptureStatus(str, enum.Enum):
 
 class FrameValidator:
     """Drops frames a source should never have produced: not an array, not uint8, not H x W x 3,
-    smaller than `min_size`, or a different shape from the first valid frame since the source was
-    opened (a truncated buffer, a half-decoded frame). `dropped` counts them, by reason."""
+    smaller than `min_size`, or, with `same_size` (videos, cameras, streams), a different shape from the
+    first valid frame since the source was opened (a truncated buffer, a half-decoded frame). A folder of
+    images may mix sizes (`same_size=False`). `dropped` counts them, by reason."""
 
-    def __init__(self, min_size: int = 16) -> None:
+    def __init__(self, min_size: int = 16, same_size: bool = True) -> None:
         self.min_size = min_size
+        self.same_size = same_size
         self.expected: tuple[int, ...] | None = None
         self.reasons: Counter[str] = Counter()
 
@@ -72,7 +74,7 @@ class FrameValidator:
             return "shape"
         if image.shape[0] < self.min_size or image.shape[1] < self.min_size:
             return "too_small"
-        if self.expected is not None and image.shape != self.expected:
+        if self.same_size and self.expected is not None and image.shape != self.expected:
             return "size_changed"
         return None
 
@@ -117,11 +119,13 @@ class Capture:
 
     `live`: keep only the newest frame (cameras, streams) rather than every frame (files).
     `loop`: reopen a finished file instead of ending (soak tests, demos).
+    `same_size`: frames must keep the first frame's size (see `FrameValidator`); False for image folders.
     """
 
     def __init__(self, open_source: Callable[[], object], *, live: bool, name: str = "",
                  stall_timeout_s: float = 5.0, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
-                 min_size: int = 16, loop: bool = False, on_status: Callable[[CaptureStatus], None] | None = None) -> None:
+                 min_size: int = 16, loop: bool = False, on_status: Callable[[CaptureStatus], None] | None = None,
+                 same_size: bool = True) -> None:
         if stall_timeout_s <= 0 or backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("stall_timeout_s, backoff_initial_s must be > 0 and backoff_max_s >= backoff_initial_s")
         self._open = open_source
@@ -131,7 +135,7 @@ class Capture:
         self.stall_timeout_s = stall_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self.validator = FrameValidator(min_size)
+        self.validator = FrameValidator(min_size, same_size)
         self.stats = CaptureStats()
         self.on_status = on_status
         self._status = CaptureStatus.STARTING

@@ -82,6 +82,19 @@ def test_a_folder_of_photos_is_a_set_of_stills(photos, photos_reversed, yunet_pa
     assert by_photo(records) == by_photo(run("--source", photos_reversed, "--detector", yunet_path))
 
 
+def test_photos_of_different_sizes_are_all_read(photos, yunet_path, tmp_path):
+    """A folder of stills mixes sizes (the shared photos do): every image gives its record, none is
+    dropped as a 'changed frame size' as a video's frame would be."""
+    files = sorted(photos.glob("*.jpg"))
+    for i, (f, size) in enumerate(zip(files, [None, (300, 260), (420, 380)])):
+        img = cv2.imread(str(f))
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), img if size is None else cv2.resize(img, size))
+    records = run("--source", tmp_path, "--detector", yunet_path)
+    assert [Path(r["source"]).name for r in records] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert all(r["faces"] for r in records)
+    assert len({cv2.imread(str(tmp_path / n)).shape for n in ("0.jpg", "1.jpg", "2.jpg")}) == 3
+
+
 def check_sequence(records: list[dict]) -> None:
     """One track through all photos, smoothed exactly as a 30 fps clip with tau_s = 0.15."""
     assert all(len(r["faces"]) == 1 for r in records), "one face per photo expected"

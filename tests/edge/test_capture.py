@@ -118,6 +118,14 @@ def test_validator_reasons():
     assert v.dropped == len(BAD_KINDS)
 
 
+def test_a_folder_of_stills_may_mix_sizes():
+    """Only frames of one stream must keep their size; unrelated stills may differ."""
+    big, small = Frame(make_image(1), 0, 0.0, 0.0), Frame(make_image(1, 40, 30), 1, 0.0, 0.0)
+    stream, stills = FrameValidator(), FrameValidator(same_size=False)
+    assert stream.accept(big) and not stream.accept(small) and stream.reasons == {"size_changed": 1}
+    assert stills.accept(big) and stills.accept(small) and stills.dropped == 0
+
+
 def test_live_source_keeps_only_the_newest_frame():
     cap = Capture(lambda: GeneratedSource(fps=400), live=True).start()
     try:
