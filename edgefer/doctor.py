@@ -63,13 +63,7 @@ def check_cpu() -> Check:
 def check_detector(path: Path | None = None) -> Check:
     """The face detector's input width `[detector] input_width = "auto"` picks here with the daemon's
     default threads, measured on `path`, else on the cached model (never downloaded here)."""
-    from edgefer.edge.detector import (
-        AUTO_BUDGET_MS,
-        YunetDetector,
-        choose_input_width,
-        measure_input_widths,
-        resolve_detector_model,
-    )
+    from edgefer.edge.detector import YunetDetector, choose_input_width, resolve_detector_model, timed_input_widths
     from edgefer.errors import UserError
 
     try:
@@ -79,7 +73,7 @@ def check_detector(path: Path | None = None) -> Check:
                      "not measured: no detector model in the cache", "edgefer doctor --detector PATH (a YuNet ONNX file), "
                      "or run 'edgefer run' once online to cache it")
     try:
-        width, reason = choose_input_width(measure_input_widths(det, stop_over_ms=AUTO_BUDGET_MS))
+        width, reason = choose_input_width(timed_input_widths(det, 0))
     finally:
         det.close()
     return Check("detector width", True, f"input_width auto -> {width} ({reason.removeprefix('auto: ')})")
